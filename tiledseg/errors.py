@@ -1,0 +1,31 @@
+"""Exception types a user can act on; the CLI and the app show their message, never a traceback."""
+
+from __future__ import annotations
+
+
+class TiledsegError(Exception):
+    """Base class for errors caused by the input, not by a bug."""
+
+
+class ImageReadError(TiledsegError, ValueError):
+    """An image or mask could not be read: corrupt, empty, unsupported or too large.
+
+    The message names the file and the reason.
+    """
+
+    def __init__(self, source: str, reason: str):
+        self.source = source
+        self.reason = reason
+        super().__init__(f"Cannot read {source}: {reason}")
+
+
+class PixelLimitError(ImageReadError):
+    """An image has more pixels than the configured limit."""
+
+
+class MaskSizeError(TiledsegError, ValueError):
+    """A ground-truth mask does not have its image's height and width."""
+
+
+class ModelLoadError(TiledsegError, ValueError):
+    """A model reference could not be resolved or loaded."""
