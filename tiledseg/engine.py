@@ -1,0 +1,460 @@
+"""Overlapped tiled inference: the engine.
+
+:func:`predict_tiled` is the only implementation; :class:`TiledPredictor` stores settings and
+the compiled band functions for repeated calls and forwards to it.
+
+How one image goes through:
+
+1. The image is brought to the model's pixel scale (area to shrink, cubic to enlarge) and padded
+   at the bottom and right to a multiple of the model's downsampling factor.
+2. The grid (:mod:`tiledseg.tiling`) is processed one row band at a time. For each band, one
+   compiled Keras function cuts the tiles out (and their flips, for test-time augmentation), runs
+   the network in fixed-shape batches, weights the probabilities with the blend window and
+   overlap-adds them into the band, all with ``keras.ops`` on the backend's device. The band is
+   added into the probability map on the host, so peak memory beyond the image and the map does
+   not grow with the number of tiles.
+3. The map is cropped and resized back to the input's full size (linear), before any threshold.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Any
+
+import keras
+import numpy as np
+from keras import ops
+
+from tiledseg._validation import validate_choice, validate_range
+from tiledseg.scale import PixelScale, resize_image, resize_probabilities, scaled_shape
+from tiledseg.tiling import TileGrid, blend_weights, downsampling_factor, make_grid
+
+__all__ = ["PAD_MODES", "TTA_MODES", "TiledPredictor", "predict_tiled", "predict_whole"]
+
+PAD_MODES = ("reflect", "edge", "constant")
+TTA_MODES = ("flips",)
+DEFAULT_TILE = 512
+DEFAULT_OVERLAP = 0.25
+DEFAULT_BLEND = "gaussian"
+# tile="auto" picks the largest tile whose area fits this budget (a fully convolutional model
+# does less overlap work with fewer, larger tiles); on a GPU the budget is larger.
+AUTO_TILE_PIXELS_CPU = 1024 * 1024
+AUTO_TILE_PIXELS_GPU = 4096 * 4096
+# Default batch: about this many tile pixels per forward call.
+_BATCH_PIXELS_CPU = 2 * 512 * 512
+_BATCH_PIXELS_GPU = 64 * 512 * 512
+_MAX_CACHED_BANDS = 8
+
+ProgressCallback = Callable[[int, int], None]
+
+
+def predict_tiled(
+    image: np.ndarray,
+    model: Any,
+    *,
+    tile: int | str | None = None,
+    overlap: float | None = None,
+    blend: str | None = None,
+    batch_size: int | None = None,
+    scale: float | PixelScale | dict | None = None,
+    pad_mode: str = "reflect",
+    tta: str | None = None,
+    progress: ProgressCallback | None = None,
+    _cache: OrderedDict | None = None,
+) -> np.ndarray:
+    """Predict a probability map for an image of any size by overlapped, blended tiles.
+
+    Args:
+        image: RGB uint8 array ``(H, W, C)`` (``(H, W)`` is taken as one channel). The network
+            receives float32 pixel values as stored (0-255); models normalise inside the graph.
+        model: a ``keras.Model``, or a zoo model (an object with ``.model`` and ``.meta``)
+            whose metadata supplies every argument left as ``None``.
+        tile: int >= 1, ``"auto"`` or None (default 512). Rounded up to a multiple of the
+            model's downsampling factor. ``"auto"`` picks the largest square tile within a
+            memory budget (1024² px on CPU, 4096² on GPU); an image that fits is one tile.
+        overlap: float in [0, 1), default 0.25: the fraction of a tile shared with each
+            neighbour.
+        blend: one of ``"gaussian"`` (default), ``"hann"``, ``"constant"``, ``"center"``.
+        batch_size: int >= 1 or None (about 2 tiles of 512² on CPU, 64 on GPU).
+        scale: resize factor (float > 0), a :class:`~tiledseg.scale.PixelScale` or its dict,
+            or None (the model's scale from its metadata, else 1.0).
+        pad_mode: how the bottom/right remainder is padded: ``"reflect"`` (default),
+            ``"edge"`` or ``"constant"`` (zeros).
+        tta: None or ``"flips"``: average over the identity, horizontal, vertical and both flips,
+            inside the same batches.
+        progress: called as ``progress(done_tiles, total_tiles)`` after each row band.
+
+    Returns:
+        float32 probabilities at the input's full size: ``(H, W)`` for one output channel,
+        ``(H, W, C)`` for several.
+
+    Raises:
+        ValueError: an argument is out of range or not an allowed value.
+        TypeError: ``image`` is not a NumPy array or ``model`` is not a Keras model.
+
+    Example:
+        >>> import keras, numpy as np
+        >>> inputs = keras.Input((None, None, 3))
+        >>> outputs = keras.layers.Conv2D(1, 3, padding="same", activation="sigmoid")(inputs)
+        >>> net = keras.Model(inputs, outputs)
+        >>> image = np.zeros((700, 900, 3), np.uint8)
+        >>> predict_tiled(image, net, tile=256).shape
+        (700, 900)
+    """
+    network, meta = _unwrap(model)
+    image = _validate_image(image)
+    settings = _resolve_settings(meta, tile, overlap, blend, scale, tta)
+    validate_choice(pad_mode, PAD_MODES, "pad_mode")
+    if batch_size is not None:
+        validate_range(batch_size, "batch_size", low=1, integer=True)
+    factor = _factor(network, meta)
+
+    height, width = image.shape[:2]
+    scaled = resize_image(image, _target_shape(image, settings["scale"]))
+    tile_side = _tile_side(settings["tile"], scaled.shape[:2], factor)
+    grid = make_grid(scaled.shape[0], scaled.shape[1], tile_side, settings["overlap"], factor)
+    padded = _pad(scaled, grid.padded_shape, pad_mode)
+    row_weights = blend_weights(grid.rows, settings["blend"])
+    band_fn = _band_function(
+        network, grid, settings["blend"], batch_size, settings["tta"], padded.shape[-1], _cache
+    )
+
+    probabilities = None
+    done = 0
+    for index, start in enumerate(grid.rows.starts):
+        band = padded[None, start : start + grid.rows.tile]
+        contribution = _to_numpy(band_fn.predict_on_batch([band, row_weights[index][None]]))[0]
+        if probabilities is None:
+            probabilities = np.zeros(grid.padded_shape + contribution.shape[-1:], np.float32)
+        probabilities[start : start + grid.rows.tile] += contribution
+        done += grid.cols.count
+        if progress is not None:
+            progress(done, grid.count)
+    probabilities = probabilities[: grid.rows.length, : grid.cols.length]
+    return _finish(probabilities, (height, width))
+
+
+def predict_whole(
+    image: np.ndarray,
+    model: Any,
+    *,
+    scale: float | PixelScale | dict | None = None,
+    input_size: tuple[int, int] | None = None,
+) -> np.ndarray:
+    """Predict the whole image in one forward pass: the non-tiled baseline.
+
+    Args:
+        image: RGB uint8 array ``(H, W, C)``.
+        model: a ``keras.Model`` or a zoo model (see :func:`predict_tiled`).
+        scale: as in :func:`predict_tiled`; ignored when ``input_size`` is given.
+        input_size: ``(height, width)`` or None. When given, the image is resized to exactly
+            this size, as the seeds did, whatever its aspect ratio.
+
+    Returns:
+        float32 probabilities at the input's full size, shaped as in :func:`predict_tiled`.
+
+    Example:
+        >>> import keras, numpy as np
+        >>> inputs = keras.Input((None, None, 3))
+        >>> net = keras.Model(inputs, keras.layers.Conv2D(1, 1, activation="sigmoid")(inputs))
+        >>> predict_whole(np.zeros((30, 50, 3), np.uint8), net, input_size=(64, 64)).shape
+        (30, 50)
+    """
+    network, meta = _unwrap(model)
+    image = _validate_image(image)
+    height, width = image.shape[:2]
+    if input_size is not None:
+        if len(input_size) != 2 or min(int(v) for v in input_size) < 1:
+            raise ValueError(
+                f"`input_size` must be (height, width) with both >= 1. Received: {input_size=}"
+            )
+        target = (int(input_size[0]), int(input_size[1]))
+    else:
+        settings = _resolve_settings(meta, None, None, None, scale, None)
+        target = _target_shape(image, settings["scale"])
+    factor = _factor(network, meta)
+    scaled = resize_image(image, target)
+    padded_shape = tuple(-(-side // factor) * factor for side in scaled.shape[:2])
+    padded = _pad(scaled, padded_shape, "reflect")
+    output = _to_numpy(network.predict_on_batch(padded[None].astype(np.float32)))[0]
+    output = output.astype(np.float32)[: target[0], : target[1]]
+    return _finish(output, (height, width))
+
+
+class TiledPredictor:
+    """Settings for :func:`predict_tiled`, plus its compiled band functions and blend weights.
+
+    Use one instance for many images: the compiled function for a band shape is kept (up to
+    8 shapes), so images of a size seen before run without tracing again.
+
+    Args:
+        model: a ``keras.Model`` or a zoo model.
+        **settings: any keyword argument of :func:`predict_tiled` except ``progress``.
+
+    Example:
+        >>> import keras, numpy as np
+        >>> inputs = keras.Input((None, None, 3))
+        >>> net = keras.Model(inputs, keras.layers.Conv2D(1, 1, activation="sigmoid")(inputs))
+        >>> predictor = TiledPredictor(net, tile=128, overlap=0.5, blend="hann")
+        >>> predictor(np.zeros((300, 200, 3), np.uint8)).shape
+        (300, 200)
+    """
+
+    _ALLOWED = ("tile", "overlap", "blend", "batch_size", "scale", "pad_mode", "tta")
+
+    def __init__(self, model: Any, **settings: Any):
+        unknown = sorted(set(settings) - set(self._ALLOWED))
+        if unknown:
+            raise TypeError(
+                f"Unknown settings {unknown}. Allowed: {list(self._ALLOWED)}. "
+                f"Received: {sorted(settings)}"
+            )
+        network, meta = _unwrap(model)
+        # Fail early on bad settings rather than at the first image.
+        _resolve_settings(
+            meta, *(settings.get(k) for k in ("tile", "overlap", "blend", "scale", "tta"))
+        )
+        self.model = model
+        self.settings = settings
+        self._cache: OrderedDict = OrderedDict()
+
+    def __call__(
+        self, image: np.ndarray, progress: ProgressCallback | None = None
+    ) -> np.ndarray:
+        return predict_tiled(
+            image, self.model, progress=progress, _cache=self._cache, **self.settings
+        )
+
+    def grid(self, image_shape: tuple[int, ...]) -> TileGrid:
+        """The tile grid this predictor uses for an image of ``image_shape`` (model scale)."""
+        return describe_grid(image_shape, self.model, **self.settings)
+
+    def __repr__(self) -> str:
+        items = ", ".join(f"{k}={v!r}" for k, v in self.settings.items())
+        return f"TiledPredictor({getattr(self.model, 'name', type(self.model).__name__)}, {items})"
+
+
+def describe_grid(
+    image_shape: tuple[int, ...],
+    model: Any,
+    *,
+    tile: int | str | None = None,
+    overlap: float | None = None,
+    scale: float | PixelScale | dict | None = None,
+    **_ignored: Any,
+) -> TileGrid:
+    """The grid :func:`predict_tiled` would use for an image of ``image_shape`` (H, W[, C])."""
+    network, meta = _unwrap(model)
+    settings = _resolve_settings(meta, tile, overlap, None, scale, None)
+    height, width = int(image_shape[0]), int(image_shape[1])
+    factor_scale = settings["scale"].factor_for(height, width)
+    scaled = scaled_shape(height, width, factor_scale)
+    factor = _factor(network, meta)
+    tile_side = _tile_side(settings["tile"], scaled, factor)
+    return make_grid(scaled[0], scaled[1], tile_side, settings["overlap"], factor)
+
+
+# --- settings -------------------------------------------------------------------------------
+
+
+def _unwrap(model: Any) -> tuple[keras.Model, Any]:
+    """Split a zoo model into its network and metadata; a bare Keras model has no metadata."""
+    meta = None
+    if not isinstance(model, keras.Model) and hasattr(model, "model"):
+        meta = getattr(model, "meta", None)
+        model = model.model
+    if not isinstance(model, keras.Model):
+        raise TypeError(
+            "`model` must be a keras.Model or a zoo model with `.model` and `.meta`. "
+            f"Received: model of type {type(model).__name__}"
+        )
+    return model, meta
+
+
+def _validate_image(image: Any) -> np.ndarray:
+    if not isinstance(image, np.ndarray):
+        raise TypeError(
+            f"`image` must be a NumPy array (H, W, C). Received: {type(image).__name__}"
+        )
+    if image.ndim == 2:
+        image = image[..., None]
+    if image.ndim != 3 or image.shape[0] < 1 or image.shape[1] < 1:
+        raise ValueError(
+            f"`image` must have shape (H, W) or (H, W, C) with H, W >= 1. "
+            f"Received: shape={image.shape}"
+        )
+    return image
+
+
+def _meta_value(meta: Any, name: str, default: Any) -> Any:
+    value = getattr(meta, name, None) if meta is not None else None
+    return default if value is None else value
+
+
+def _resolve_settings(meta, tile, overlap, blend, scale, tta) -> dict[str, Any]:
+    """Fill unset arguments from the zoo metadata, then the engine's defaults; validate."""
+    tile = tile if tile is not None else _meta_value(meta, "tile", DEFAULT_TILE)
+    if tile != "auto":
+        validate_range(tile, "tile", low=1, integer=True)
+    overlap = overlap if overlap is not None else _meta_value(meta, "overlap", DEFAULT_OVERLAP)
+    validate_range(overlap, "overlap", low=0, high=1, high_inclusive=False)
+    blend = blend if blend is not None else _meta_value(meta, "blend", DEFAULT_BLEND)
+    validate_choice(blend, ("gaussian", "hann", "constant", "center"), "blend")
+    scale = PixelScale.from_value(scale if scale is not None else _meta_value(meta, "scale", 1.0))
+    if tta is not None:
+        validate_choice(tta, TTA_MODES, "tta")
+    return {"tile": tile, "overlap": float(overlap), "blend": blend, "scale": scale, "tta": tta}
+
+
+def _factor(network: keras.Model, meta: Any) -> int:
+    explicit = _meta_value(meta, "downsampling", None)
+    return int(explicit) if explicit else downsampling_factor(network)
+
+
+def _target_shape(image: np.ndarray, scale: PixelScale) -> tuple[int, int]:
+    height, width = image.shape[:2]
+    return scaled_shape(height, width, scale.factor_for(height, width))
+
+
+def _on_gpu() -> bool:
+    backend = keras.backend.backend()
+    try:
+        if backend == "jax":
+            import jax
+
+            return jax.default_backend() == "gpu"
+        if backend == "torch":
+            import torch
+
+            return torch.cuda.is_available()
+        if backend == "tensorflow":
+            import tensorflow as tf
+
+            return bool(tf.config.list_logical_devices("GPU"))
+    except ImportError:
+        return False
+    return False
+
+
+def _tile_side(tile: int | str, scaled: tuple[int, int], factor: int) -> int:
+    if tile != "auto":
+        return int(tile)
+    budget = AUTO_TILE_PIXELS_GPU if _on_gpu() else AUTO_TILE_PIXELS_CPU
+    side = max(factor, int(budget**0.5) // factor * factor)
+    # Tiles never need to exceed the image: one tile covers it, which is whole-image inference.
+    return min(side, max(scaled))
+
+
+def _pad(image: np.ndarray, shape: tuple[int, int], mode: str) -> np.ndarray:
+    pad_rows, pad_cols = shape[0] - image.shape[0], shape[1] - image.shape[1]
+    if pad_rows == 0 and pad_cols == 0:
+        return image
+    widths = ((0, pad_rows), (0, pad_cols), (0, 0))
+    if mode == "reflect" and min(image.shape[:2]) > 1:
+        # NumPy reflects repeatedly when the pad exceeds the image, which OpenCV refuses.
+        return np.pad(image, widths, mode="reflect")
+    return np.pad(image, widths, mode="constant" if mode == "constant" else "edge")
+
+
+def _finish(probabilities: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    probabilities = np.ascontiguousarray(probabilities, dtype=np.float32)
+    probabilities = resize_probabilities(probabilities, shape)
+    if probabilities.ndim == 3 and probabilities.shape[-1] == 1:
+        probabilities = probabilities[..., 0]
+    return probabilities
+
+
+def _to_numpy(value: Any) -> np.ndarray:
+    return np.asarray(keras.ops.convert_to_numpy(value))
+
+
+# --- the compiled band function --------------------------------------------------------------
+
+_cache_lock = threading.Lock()
+
+
+def _band_function(network, grid: TileGrid, blend, batch_size, tta, channels, cache):
+    tile_h, tile_w = grid.tile_shape
+    if batch_size is None:
+        budget = _BATCH_PIXELS_GPU if _on_gpu() else _BATCH_PIXELS_CPU
+        batch_size = max(1, budget // (tile_h * tile_w))
+    views = 4 if tta == "flips" else 1
+    batch_size = min(batch_size, grid.cols.count * views)
+    key = (id(network), tile_h, tile_w, grid.cols.padded, grid.cols.starts, blend, batch_size, tta)
+    if cache is not None:
+        with _cache_lock:
+            if key in cache:
+                cache.move_to_end(key)
+                return cache[key]
+    col_weights = blend_weights(grid.cols, blend)
+    function = _BandPredictor(network, grid.cols.starts, tile_w, col_weights, batch_size, tta)
+    if cache is not None:
+        with _cache_lock:
+            cache[key] = function
+            while len(cache) > _MAX_CACHED_BANDS:
+                cache.popitem(last=False)
+    return function
+
+
+class _BandPredictor(keras.Model):
+    """One row band: cut tiles, run the network in fixed batches, weight, overlap-add.
+
+    A Keras model so that ``predict_on_batch`` compiles it with the backend's own compiler
+    (tf.function, jax.jit) and everything stays on the device until the band comes back.
+    """
+
+    def __init__(self, network, col_starts, tile_w, col_weights, batch_size, tta):
+        super().__init__(name="band_predictor")
+        self.network = network
+        self.col_starts = tuple(int(s) for s in col_starts)
+        self.tile_w = int(tile_w)
+        self.col_weights = np.asarray(col_weights, np.float32)
+        self.batch_size = int(batch_size)
+        self.tta = tta
+
+    def call(self, inputs):
+        band, row_weight = inputs  # (1, tile_h, padded_w, C), (1, tile_h)
+        band = ops.cast(band, "float32")
+        tiles = ops.concatenate(
+            [band[:, :, x : x + self.tile_w, :] for x in self.col_starts], axis=0
+        )
+        count = len(self.col_starts)
+        if self.tta == "flips":
+            tiles = ops.concatenate(
+                [tiles, ops.flip(tiles, 2), ops.flip(tiles, 1), ops.flip(tiles, (1, 2))], axis=0
+            )
+        probabilities = self._forward(tiles, count * (4 if self.tta == "flips" else 1))
+        if self.tta == "flips":
+            views = ops.split(probabilities, 4, axis=0)
+            probabilities = (
+                views[0]
+                + ops.flip(views[1], 2)
+                + ops.flip(views[2], 1)
+                + ops.flip(views[3], (1, 2))
+            ) * 0.25
+        weights = row_weight[0][None, :, None, None] * ops.convert_to_tensor(self.col_weights)[
+            :, None, :, None
+        ]
+        weighted = probabilities * weights  # (count, tile_h, tile_w, K)
+        tile_h, padded_w = ops.shape(band)[1], ops.shape(band)[2]
+        classes = ops.shape(weighted)[3]
+        out = ops.zeros((tile_h, padded_w, classes), dtype="float32")
+        for index in range(count):
+            x = self.col_starts[index]
+            current = ops.slice(out, (0, x, 0), (tile_h, self.tile_w, classes))
+            out = ops.slice_update(out, (0, x, 0), current + weighted[index])
+        return out[None]
+
+    def _forward(self, tiles, total: int):
+        # `total` is a Python int: shapes may be symbolic inside the compiled function.
+        chunks = []
+        for begin in range(0, total, self.batch_size):
+            chunk = tiles[begin : begin + self.batch_size]
+            short = self.batch_size - min(self.batch_size, total - begin)
+            if short:  # pad the last batch so every forward call has the same shape
+                chunk = ops.concatenate([chunk, ops.repeat(chunk[-1:], short, axis=0)], axis=0)
+            output = ops.cast(self.network(chunk, training=False), "float32")
+            chunks.append(output[: self.batch_size - short] if short else output)
+        return ops.concatenate(chunks, axis=0) if len(chunks) > 1 else chunks[0]
