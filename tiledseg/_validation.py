@@ -20,9 +20,7 @@ def validate_choice(value: Any, allowed: Iterable[str], name: str) -> str:
         close = difflib.get_close_matches(value, allowed, n=1)
         if close:
             hint = f" Did you mean {close[0]!r}?"
-    raise ValueError(
-        f"`{name}` must be one of {allowed}.{hint} Received: {name}={value!r}"
-    )
+    raise ValueError(f"`{name}` must be one of {allowed}.{hint} Received: {name}={value!r}")
 
 
 def validate_range(
@@ -47,7 +45,5 @@ def validate_range(
         right = "]" if high_inclusive else ")"
         lo = "-inf" if low is None else low
         hi = "inf" if high is None else high
-        raise ValueError(
-            f"`{name}` must be in {left}{lo}, {hi}{right}. Received: {name}={value!r}"
-        )
+        raise ValueError(f"`{name}` must be in {left}{lo}, {hi}{right}. Received: {name}={value!r}")
     return value

@@ -211,7 +211,7 @@ class TiledPredictor:
                 f"Unknown settings {unknown}. Allowed: {list(self._ALLOWED)}. "
                 f"Received: {sorted(settings)}"
             )
-        network, meta = _unwrap(model)
+        _, meta = _unwrap(model)
         # Fail early on bad settings rather than at the first image.
         _resolve_settings(
             meta, *(settings.get(k) for k in ("tile", "overlap", "blend", "scale", "tta"))
@@ -220,9 +220,7 @@ class TiledPredictor:
         self.settings = settings
         self._cache: OrderedDict = OrderedDict()
 
-    def __call__(
-        self, image: np.ndarray, progress: ProgressCallback | None = None
-    ) -> np.ndarray:
+    def __call__(self, image: np.ndarray, progress: ProgressCallback | None = None) -> np.ndarray:
         return predict_tiled(
             image, self.model, progress=progress, _cache=self._cache, **self.settings
         )
@@ -434,9 +432,10 @@ class _BandPredictor(keras.Model):
                 + ops.flip(views[2], 1)
                 + ops.flip(views[3], (1, 2))
             ) * 0.25
-        weights = row_weight[0][None, :, None, None] * ops.convert_to_tensor(self.col_weights)[
-            :, None, :, None
-        ]
+        weights = (
+            row_weight[0][None, :, None, None]
+            * ops.convert_to_tensor(self.col_weights)[:, None, :, None]
+        )
         weighted = probabilities * weights  # (count, tile_h, tile_w, K)
         tile_h, padded_w = ops.shape(band)[1], ops.shape(band)[2]
         classes = ops.shape(weighted)[3]

@@ -120,7 +120,9 @@ def axis_grid(length: int, tile: int, overlap: float, factor: int = 1) -> AxisGr
 
 def make_grid(height: int, width: int, tile: int, overlap: float, factor: int = 1) -> TileGrid:
     """Build the 2D tile grid for an image of ``height`` x ``width`` (see :func:`axis_grid`)."""
-    return TileGrid(axis_grid(height, tile, overlap, factor), axis_grid(width, tile, overlap, factor))
+    return TileGrid(
+        axis_grid(height, tile, overlap, factor), axis_grid(width, tile, overlap, factor)
+    )
 
 
 def _window(tile: int, blend: str) -> np.ndarray:

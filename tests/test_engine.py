@@ -1,0 +1,254 @@
+"""The tiled engine against known-output predictors and whole-image inference."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from types import SimpleNamespace
+
+import keras
+import numpy as np
+import pytest
+from conftest import REPO_ROOT, build_tiny_unet
+
+from tiledseg import PixelScale, TiledPredictor, predict_tiled, predict_whole
+
+
+def _channel_plus_one(factor: int = 1) -> keras.Model:
+    """Output = first input channel + 1: a known-output predictor (no Lambda layer needed)."""
+    inputs = keras.Input((None, None, 3))
+    picked = keras.layers.Conv2D(1, 1, use_bias=False, kernel_initializer="zeros")(inputs)
+    outputs = keras.layers.Rescaling(1.0, offset=1.0)(picked)
+    model = keras.Model(inputs, outputs)
+    model.layers[1].set_weights([np.array([1.0, 0.0, 0.0], np.float32).reshape(1, 1, 3, 1)])
+    model.downsampling_factor = factor  # exercise padding and cropping as for a real UNet
+    return model
+
+
+def _constant_model(value: float) -> keras.Model:
+    inputs = keras.Input((None, None, 3))
+    logit = float(np.log(value / (1 - value)))
+    outputs = keras.layers.Conv2D(
+        1,
+        3,
+        padding="same",
+        activation="sigmoid",
+        kernel_initializer="zeros",
+        bias_initializer=keras.initializers.Constant(logit),
+    )(inputs)
+    return keras.Model(inputs, outputs)
+
+
+def _image(shape, seed=0):
+    return np.random.default_rng(seed).integers(0, 256, (*shape, 3), dtype=np.uint8)
+
+
+IDENTITY_CASES = [
+    # (height, width), tile, overlap, factor
+    ((1, 1), 64, 0.25, 16),
+    ((37, 1), 16, 0.5, 1),
+    ((64, 64), 64, 0.25, 8),
+    ((97, 301), 64, 0.5, 16),
+    ((300, 200), 512, 0.25, 32),
+    ((257, 255), 128, 0.0, 8),
+    ((511, 513), 128, 0.75, 16),
+]
+
+
+@pytest.mark.parametrize(("shape", "tile", "overlap", "factor"), IDENTITY_CASES)
+@pytest.mark.parametrize("blend", ["gaussian", "hann", "constant", "center"])
+def test_known_output_predictor_is_reproduced_exactly(shape, tile, overlap, factor, blend):
+    image = _image(shape)
+    model = _channel_plus_one(factor)
+    expected = image[..., 0].astype(np.float32) + 1
+    by_function = predict_tiled(image, model, tile=tile, overlap=overlap, blend=blend)
+    by_class = TiledPredictor(model, tile=tile, overlap=overlap, blend=blend)(image)
+    assert by_function.shape == shape and by_function.dtype == np.float32
+    np.testing.assert_allclose(by_function, expected, rtol=0, atol=2e-4)
+    np.testing.assert_array_equal(by_function, by_class)
+
+
+@pytest.mark.parametrize("shape", [(1001, 777), (97, 3001), (511, 513), (1, 1)])
+def test_center_blend_equals_whole_image_inference(shape, tiny_unet):
+    # The tiny UNet's receptive-field radius (< 20 px) fits in half the overlap (32 px).
+    image = _image(shape, seed=1)
+    whole = predict_whole(image, tiny_unet)
+    tiled = predict_tiled(image, tiny_unet, tile=128, overlap=0.5, blend="center")
+    assert tiled.shape == shape
+    np.testing.assert_allclose(tiled, whole, rtol=0, atol=1e-5)
+
+
+def test_gaussian_blend_is_close_to_whole_image(tiny_unet):
+    image = _image((400, 600), seed=2)
+    whole = predict_whole(image, tiny_unet)
+    tiled = predict_tiled(image, tiny_unet, tile=128, overlap=0.5)
+    assert np.abs(tiled - whole).mean() < 1e-3
+
+
+def test_constant_model_gives_a_constant_map():
+    probabilities = predict_tiled(_image((333, 517)), _constant_model(0.3), tile=64, overlap=0.3)
+    np.testing.assert_allclose(probabilities, 0.3, atol=1e-6)
+
+
+def test_float16_and_float32_agree():
+    float32_model = build_tiny_unet(seed=3)
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        float16_model = build_tiny_unet(seed=3)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    float16_model.set_weights(float32_model.get_weights())
+    image = _image((300, 260), seed=4)
+    low = predict_tiled(image, float16_model, tile=128)
+    high = predict_tiled(image, float32_model, tile=128)
+    assert low.dtype == np.float32  # accumulated in float32 whatever the model computes in
+    np.testing.assert_allclose(low, high, atol=1e-2)
+
+
+def test_several_classes_come_back_as_channels():
+    model = build_tiny_unet(classes=3)
+    probabilities = predict_tiled(_image((150, 210)), model, tile=64)
+    assert probabilities.shape == (150, 210, 3)
+    np.testing.assert_allclose(probabilities.sum(-1), 1.0, atol=1e-5)
+
+
+def test_flip_tta_of_a_flip_equivariant_model_changes_nothing():
+    model = _channel_plus_one()
+    image = _image((130, 170))
+    plain = predict_tiled(image, model, tile=64)
+    flipped = predict_tiled(image, model, tile=64, tta="flips")
+    np.testing.assert_allclose(flipped, plain, atol=2e-4)
+
+
+def test_flip_tta_averages_the_four_flips(tiny_unet):
+    image = _image((128, 128), seed=5)
+    views = [
+        predict_whole(image, tiny_unet),
+        predict_whole(image[:, ::-1], tiny_unet)[:, ::-1],
+        predict_whole(image[::-1], tiny_unet)[::-1],
+        predict_whole(image[::-1, ::-1], tiny_unet)[::-1, ::-1],
+    ]
+    tta = predict_tiled(image, tiny_unet, tile=128, tta="flips")
+    np.testing.assert_allclose(tta, np.mean(views, axis=0), atol=1e-5)
+
+
+def test_scale_brings_the_image_to_the_model_and_back():
+    model = _channel_plus_one()
+    image = np.zeros((400, 600, 3), np.uint8)
+    image[:, 300:] = 200
+    half = predict_tiled(image, model, tile=64, scale=0.5)
+    short_side = predict_tiled(image, model, tile=64, scale=PixelScale("short_side", 200))
+    assert half.shape == short_side.shape == (400, 600)
+    np.testing.assert_allclose(half, short_side, atol=1e-4)
+    assert half[:, :290].max() == pytest.approx(1.0, abs=1e-4)
+    assert half[:, 310:].min() == pytest.approx(201.0, abs=1e-3)
+
+
+def test_zoo_metadata_supplies_defaults_and_arguments_override_them():
+    model = _channel_plus_one()
+    meta = SimpleNamespace(
+        tile=32, overlap=0.5, blend="hann", scale={"mode": "factor", "value": 0.5}, downsampling=16
+    )
+    zoo_model = SimpleNamespace(model=model, meta=meta)
+    ticks = []
+    predict_tiled(_image((128, 128)), zoo_model, progress=lambda done, total: ticks.append(total))
+    # scale 0.5 -> 64x64, padded to 64, tile 32 rounded up to 32, stride 16 -> 3x3 tiles
+    assert ticks[-1] == 9
+    ticks.clear()
+    predict_tiled(
+        _image((128, 128)),
+        zoo_model,
+        tile=64,
+        scale=1.0,
+        progress=lambda done, total: ticks.append((done, total)),
+    )
+    assert ticks[-1] == (9, 9)  # 128 px with tile 64 and stride 32 -> 3 per axis
+
+
+def test_progress_reports_every_band():
+    calls = []
+    predict_tiled(
+        _image((300, 300)),
+        _channel_plus_one(),
+        tile=128,
+        overlap=0.25,
+        progress=lambda done, total: calls.append((done, total)),
+    )
+    assert calls == [(3, 9), (6, 9), (9, 9)]
+
+
+def test_auto_tile_uses_one_tile_when_the_image_fits(tiny_unet):
+    image = _image((300, 500), seed=6)
+    predictor = TiledPredictor(tiny_unet, tile="auto")
+    assert predictor.grid(image.shape).count == 1
+    np.testing.assert_allclose(predictor(image), predict_whole(image, tiny_unet), atol=1e-5)
+
+
+def test_predictor_reuses_compiled_band_functions(tiny_unet):
+    predictor = TiledPredictor(tiny_unet, tile=64)
+    predictor(_image((100, 100)))
+    predictor(_image((100, 100), seed=1))
+    assert len(predictor._cache) == 1
+    predictor(_image((100, 200)))
+    assert len(predictor._cache) == 2
+
+
+def test_predict_whole_with_a_fixed_input_size(tiny_unet):
+    image = _image((90, 170))
+    probabilities = predict_whole(image, tiny_unet, input_size=(64, 64))
+    assert probabilities.shape == (90, 170)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "message"),
+    [
+        ({"overlap": 1.2}, ValueError, "`overlap` must be in [0, 1). Received: overlap=1.2"),
+        ({"tile": 0}, ValueError, "Received: tile=0"),
+        ({"tile": "big"}, TypeError, "Received: tile='big'"),
+        ({"blend": "gausian"}, ValueError, "Did you mean 'gaussian'?"),
+        ({"pad_mode": "mirror"}, ValueError, "Received: pad_mode='mirror'"),
+        ({"tta": "rot90"}, ValueError, "Received: tta='rot90'"),
+        ({"batch_size": 0}, ValueError, "Received: batch_size=0"),
+        ({"scale": -1.0}, ValueError, "Received: value=-1.0"),
+    ],
+)
+def test_bad_arguments_say_what_was_received(kwargs, error, message):
+    with pytest.raises(error) as raised:
+        predict_tiled(_image((32, 32)), _channel_plus_one(), **kwargs)
+    assert message in str(raised.value)
+
+
+def test_bad_image_and_model_types():
+    with pytest.raises(TypeError, match="NumPy array"):
+        predict_tiled([[1, 2]], _channel_plus_one())
+    with pytest.raises(ValueError, match=r"Received: shape=\(0, 5, 3\)"):
+        predict_tiled(np.zeros((0, 5, 3), np.uint8), _channel_plus_one())
+    with pytest.raises(TypeError, match=r"keras\.Model"):
+        predict_tiled(_image((8, 8)), object())
+    with pytest.raises(TypeError, match="Unknown settings"):
+        TiledPredictor(_channel_plus_one(), tiles=64)
+
+
+@pytest.mark.slow
+def test_a_7k_image_runs_in_bounded_memory(tmp_path):
+    # Run in a fresh process so the peak RSS is this image's alone.
+    script = f"""
+import os, resource, sys, json
+os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+sys.path.insert(0, {str(REPO_ROOT / "tests")!r})
+import numpy as np
+from conftest import build_tiny_unet
+from tiledseg import predict_tiled
+image = np.random.default_rng(0).integers(0, 256, (4608, 7168, 3), dtype=np.uint8)
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+out = predict_tiled(image, build_tiny_unet(), tile=512, overlap=0.25)
+peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
+print(json.dumps({{"shape": out.shape, "peak_gb": peak_gb}}))
+"""
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=600, check=True
+    )
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["shape"] == [4608, 7168]
+    assert report["peak_gb"] < 3.0, report
