@@ -1,0 +1,434 @@
+"""Read images and masks safely, write outputs atomically, and list and pair image files.
+
+Decoding uses Pillow rather than OpenCV because Pillow reads the size from the header without
+decoding (so the pixel limit is checked first), raises on truncated files where OpenCV warns on
+stderr and returns grey-filled pixels, and says why a file is unreadable where ``cv2.imdecode``
+only returns None. One exception: Pillow keeps just the high byte of 16-bit colour PNG/TIFF, so
+after Pillow has checked those files OpenCV decodes them at full depth (IMREAD_COLOR applies
+EXIF orientation there too). Writing uses ``cv2.imencode``, then one atomic write of the bytes.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "DEFAULT_MAX_PIXELS",
+    "IMAGE_EXTENSIONS",
+    "atomic_write_bytes",
+    "find_mask",
+    "image_size",
+    "list_images",
+    "pair_images_and_masks",
+    "read_image",
+    "read_mask",
+    "write_image",
+    "write_mask",
+    "write_probabilities",
+]
+
+import contextlib
+import io
+import os
+import secrets
+import struct
+import zlib
+from collections.abc import Iterable
+from pathlib import Path
+
+import cv2
+import numpy as np
+from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
+
+from tiledseg._validation import validate_choice, validate_range
+from tiledseg.errors import ImageReadError, MaskSizeError, PixelLimitError
+
+DEFAULT_MAX_PIXELS = 80_000_000
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp")
+MAX_PIXELS_ENV = "TILEDSEG_MAX_PIXELS"
+
+Source = str | os.PathLike | bytes
+# Pillow names camera JPEGs with extra pictures "MPO"; they decode as JPEG.
+_FORMATS = {"JPEG", "MPO", "PNG", "TIFF", "BMP", "WEBP"}
+_SUPPORTED = "JPEG, PNG, TIFF, BMP and WebP"
+_DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, struct.error, zlib.error)
+_WRITE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
+
+# Our own limit (checked from the header before any decoding) replaces Pillow's bomb check,
+# whose DecompressionBombError would otherwise fire first, without our size and advice.
+Image.MAX_IMAGE_PIXELS = None
+
+
+def _resolve_max_pixels(max_pixels: int | None) -> int:
+    if max_pixels is not None:
+        return validate_range(max_pixels, "max_pixels", low=1, integer=True)
+    text = os.environ.get(MAX_PIXELS_ENV, "").strip()
+    if not text:
+        return DEFAULT_MAX_PIXELS
+    with contextlib.suppress(ValueError):
+        if int(text) >= 1:
+            return int(text)
+    raise ValueError(
+        f"Environment variable {MAX_PIXELS_ENV} must be a positive whole number of pixels, "
+        f"e.g. 120000000. Received: {MAX_PIXELS_ENV}={text!r}"
+    )
+
+
+def _open(source: Source, name: str | None) -> tuple[str, bytes | Path]:
+    """Return a label for messages and the bytes or path to decode; reject missing/empty files."""
+    if isinstance(source, bytes | bytearray | memoryview):
+        label = name or "<image bytes>"
+        if len(source) == 0:
+            raise ImageReadError(label, "the data is empty (0 bytes)")
+        return label, bytes(source)
+    if not isinstance(source, str | os.PathLike):
+        raise TypeError(f"`source` must be a path or bytes. Received: source={source!r}")
+    path = Path(source)
+    label = name or str(path)
+    if not path.exists():
+        raise ImageReadError(label, "no such file")
+    if not path.is_file():
+        raise ImageReadError(label, "it is a directory, not an image file")
+    if path.stat().st_size == 0:
+        raise ImageReadError(label, "the file is empty (0 bytes)")
+    return label, path
+
+
+def _pillow_open(label: str, data: bytes | Path) -> Image.Image:
+    try:
+        image = Image.open(io.BytesIO(data) if isinstance(data, bytes) else data)
+    except UnidentifiedImageError:
+        raise ImageReadError(
+            label, f"not an image or an unsupported format (supported: {_SUPPORTED})"
+        ) from None
+    except _DECODE_ERRORS as error:
+        raise ImageReadError(label, f"the header is corrupt ({error})") from error
+    if image.format not in _FORMATS:
+        image.close()
+        raise ImageReadError(
+            label,
+            f"{image.format} images are not supported (supported: {_SUPPORTED}); "
+            "convert it to PNG first",
+        )
+    return image
+
+
+def _oriented_size(image: Image.Image) -> tuple[int, int]:
+    """(H, W) after EXIF orientation, from the header only."""
+    width, height = image.size
+    # A PNG's eXIf chunk may follow the pixel data, and Pillow would decode it all to find it.
+    cheap = image.format != "PNG" or "exif" in image.info
+    if cheap and image.getexif().get(ExifTags.Base.Orientation) in (5, 6, 7, 8):
+        width, height = height, width
+    return height, width
+
+
+def _decode(source: Source, name: str | None, max_pixels: int | None) -> tuple[str, np.ndarray]:
+    """Decode to HxW (grey) or HxWx3 (RGB) uint8/uint16 values, oriented, alpha dropped."""
+    limit = _resolve_max_pixels(max_pixels)
+    label, data = _open(source, name)
+    with _pillow_open(label, data) as image:
+        height, width = _oriented_size(image)
+        if height * width > limit:
+            raise PixelLimitError(
+                label,
+                f"the image is {height}x{width} (HxW) = {height * width:,} pixels, above the "
+                f"limit of {limit:,} pixels. If you trust the file, raise the limit with "
+                f"max_pixels={height * width} or the environment variable "
+                f"{MAX_PIXELS_ENV}={height * width}",
+            )
+        try:
+            return label, _pixels(image, label, data)
+        except ImageReadError:
+            raise
+        except _DECODE_ERRORS as error:
+            raise ImageReadError(label, f"the file is corrupt or truncated ({error})") from error
+
+
+def _pixels(image: Image.Image, label: str, data: bytes | Path) -> np.ndarray:
+    # Pillow empties `tile` once loaded, so look for 16-bit samples first.
+    deep_colour = image.mode in ("RGB", "RGBA", "LA") and any(
+        ";16" in str(tile.args) for tile in image.tile
+    )
+    image.load()  # Decodes everything, so truncation is caught here even for deep colour.
+    if deep_colour:
+        raw = data if isinstance(data, bytes) else data.read_bytes()
+        bgr = cv2.imdecode(np.frombuffer(raw, np.uint8), cv2.IMREAD_ANYDEPTH | cv2.IMREAD_COLOR)
+        if bgr is None:
+            raise ImageReadError(label, "OpenCV could not decode its 16-bit colour data")
+        return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+    image = ImageOps.exif_transpose(image)
+    if image.mode.startswith("I;16"):
+        return np.asarray(image).astype(np.uint16)
+    if image.mode == "I":
+        values = np.asarray(image)
+        if values.min() < 0 or values.max() > 65535:
+            raise ImageReadError(label, "32-bit pixel values are not supported; save as 16 bit")
+        return values.astype(np.uint16)
+    if image.mode == "F":
+        raise ImageReadError(label, "floating-point pixels are not supported; save as 8 or 16 bit")
+    if image.mode in ("1", "L", "LA", "La"):
+        return np.asarray(image.convert("L"))
+    # Palettes may carry transparency, which Pillow only expands cleanly through RGBA.
+    target = "RGBA" if image.mode in ("P", "PA") else "RGB"
+    return np.asarray(image.convert(target))[..., :3]
+
+
+def _to_uint8(values: np.ndarray) -> np.ndarray:
+    if values.dtype == np.uint16:
+        # 65535 -> 255 and 257*k -> k exactly: rounding v/257, not keeping the high byte.
+        return ((values.astype(np.uint32) + 128) // 257).astype(np.uint8)
+    return values
+
+
+def read_image(
+    source: Source, *, name: str | None = None, max_pixels: int | None = None
+) -> np.ndarray:
+    """Read an image file or its encoded bytes as RGB uint8, applying EXIF orientation.
+
+    Args:
+        source: str | PathLike | bytes. JPEG, PNG, TIFF, BMP or WebP; 8- or 16-bit; grey, RGB
+            or RGBA (alpha dropped, grey copied to 3 channels). Multi-page files: first page.
+        name: str | None, default None. Name used in error messages (useful for bytes).
+        max_pixels: int | None, default None. Largest H*W accepted, checked from the header
+            before decoding; None means env var TILEDSEG_MAX_PIXELS, else 80 megapixels.
+    Returns:
+        np.ndarray (H, W, 3) uint8 RGB. 16-bit values v become round(v / 257).
+    Raises:
+        ImageReadError: missing, empty, corrupt, truncated or unsupported (e.g. GIF) input.
+        PixelLimitError: more pixels than the limit; the message says how to raise it.
+    Example:
+        >>> read_image("lesion.jpg").shape  # doctest: +SKIP
+        (2848, 4288, 3)
+    """
+    _, values = _decode(source, name, max_pixels)
+    values = _to_uint8(values)
+    return cv2.cvtColor(values, cv2.COLOR_GRAY2RGB) if values.ndim == 2 else values
+
+
+def read_mask(
+    source: Source,
+    *,
+    name: str | None = None,
+    shape: tuple[int, int] | None = None,
+    max_pixels: int | None = None,
+) -> np.ndarray:
+    """Read a binary mask: 0/255, 0/1, palette, RGB or JPEG-noisy, 8- or 16-bit.
+
+    Colour and palette pixels count by their brightest channel. Where the largest value is 1,
+    foreground is every value above 0; otherwise every (8-bit) value above 127.
+
+    Args:
+        source, name, max_pixels: as in `read_image`.
+        shape: tuple[int, int] | None, default None. The image's (H, W), to check against.
+    Returns:
+        np.ndarray (H, W) bool.
+    Raises:
+        ImageReadError, PixelLimitError: as in `read_image`.
+        MaskSizeError: `shape` was given and the mask's height and width differ.
+    Example:
+        >>> read_mask("ISIC_0001769.png", shape=(2016, 3024)).dtype  # doctest: +SKIP
+        dtype('bool')
+    """
+    if shape is not None:
+        if not isinstance(shape, tuple | list) or len(shape) != 2:
+            raise ValueError(f"`shape` must be a (height, width) pair. Received: shape={shape!r}")
+        for size in shape:
+            validate_range(size, "shape", low=1, integer=True)
+    label, values = _decode(source, name, max_pixels)
+    if values.ndim == 3:
+        values = values.max(axis=2)
+    mask = values > 0 if values.max() == 1 else _to_uint8(values) > 127
+    if shape is not None and mask.shape != tuple(shape):
+        (mask_h, mask_w), (image_h, image_w) = mask.shape, shape
+        hint = ""
+        if (mask_h, mask_w) == (image_w, image_h):
+            hint = " The mask looks rotated by 90 degrees: check the image's EXIF orientation."
+        raise MaskSizeError(
+            f"Mask {label} is {mask_h}x{mask_w} (HxW) but its image is {image_h}x{image_w}; "
+            f"masks must have the image's height and width. Check that the mask belongs to this "
+            f"image, or resize it to {image_h}x{image_w} with nearest-neighbour interpolation."
+            + hint
+        )
+    return mask
+
+
+def image_size(source: Source, *, name: str | None = None) -> tuple[int, int]:
+    """Return an image's (H, W) after EXIF orientation, reading only its header.
+
+    Raises ImageReadError as `read_image` does. Example: ``image_size("big.tif") -> (7000, 9000)``.
+    """
+    label, data = _open(source, name)
+    with _pillow_open(label, data) as image:
+        return _oriented_size(image)
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+    """Write `data` to `path` all at once: never half-written, even if interrupted.
+
+    The bytes go to a temporary file beside `path`, are fsynced, then replace `path` in one
+    step. On any error the temporary file is removed and an existing `path` is untouched.
+    Returns the path. Raises TypeError if `data` is not bytes, FileNotFoundError if the
+    directory does not exist. Example: ``atomic_write_bytes("out/report.json", b"{}")``.
+    """
+    if not isinstance(data, bytes | bytearray | memoryview):
+        raise TypeError(f"`data` must be bytes. Received: data of type {type(data).__name__}")
+    path = Path(path)
+    if not path.parent.is_dir():
+        raise FileNotFoundError(
+            f"Cannot write {path}: directory {path.parent} does not exist; create it first."
+        )
+    temp = path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp"
+    # os.open with 0o666 lets the umask set the final permissions (mkstemp would give 0o600).
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+    try:
+        with os.fdopen(fd, "wb") as file:
+            file.write(data)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.remove(temp)
+        raise
+    return path
+
+
+def _encode_or_raise(suffix: str, image: np.ndarray, params: list[int], path: Path) -> bytes:
+    ok, encoded = cv2.imencode(suffix, image, params)
+    if not ok:
+        raise OSError(f"OpenCV could not encode {path} as {suffix}")
+    return encoded.tobytes()
+
+
+def _check_png(path: str | os.PathLike, what: str) -> Path:
+    path = Path(path)
+    if path.suffix.lower() != ".png":
+        raise ValueError(f"{what} must be saved as .png (lossless). Received: path={str(path)!r}")
+    return path
+
+
+def _as_2d(array: np.ndarray, name: str) -> np.ndarray:
+    array = np.asarray(array)
+    if array.ndim == 3 and array.shape[2] == 1:
+        array = array[..., 0]
+    if array.ndim != 2 or array.size == 0:
+        raise ValueError(f"`{name}` must be a non-empty HxW array. Received: shape={array.shape}")
+    return array
+
+
+def write_mask(path: str | os.PathLike, mask: np.ndarray) -> Path:
+    """Write a binary mask (bool, 0/1 or 0/255; HxW or HxWx1) as a 0/255 uint8 PNG, atomically.
+
+    Raises ValueError for other values (threshold soft maps first, or use
+    `write_probabilities`). Example: ``write_mask("out/ISIC_1.png", probs > 0.5)``.
+    """
+    path = _check_png(path, "Masks")
+    mask = _as_2d(mask, "mask")
+    if mask.dtype != bool:
+        high = 1 if mask.max() <= 1 else 255
+        foreground = mask == high
+        if np.count_nonzero(foreground) + np.count_nonzero(mask == 0) != mask.size:
+            raise ValueError(
+                "`mask` must hold only 0/1 or 0/255 (or be bool); threshold soft values first "
+                f"or use write_probabilities. Received: values from {mask.min()} to {mask.max()}"
+            )
+        mask = foreground
+    return atomic_write_bytes(path, _encode_or_raise(".png", mask.astype(np.uint8) * 255, [], path))
+
+
+def write_image(path: str | os.PathLike, image: np.ndarray, *, quality: int = 92) -> Path:
+    """Write an RGB uint8 (H, W, 3) image, atomically, as .png, .jpg, .jpeg or .webp.
+
+    `quality` (1-100, default 92) applies to JPEG and WebP. Raises ValueError for another
+    suffix or array. Example: ``write_image("out/overlay.jpg", overlay, quality=90)``.
+    """
+    path = Path(path)
+    suffix = validate_choice(path.suffix.lower(), _WRITE_SUFFIXES, "path suffix")
+    validate_range(quality, "quality", low=1, high=100, integer=True)
+    image = np.asarray(image)
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8 or image.size == 0:
+        raise ValueError(
+            "`image` must be a non-empty RGB uint8 array of shape (H, W, 3). "
+            f"Received: shape={image.shape}, dtype={image.dtype}"
+        )
+    flag = {".png": None, ".webp": cv2.IMWRITE_WEBP_QUALITY}.get(suffix, cv2.IMWRITE_JPEG_QUALITY)
+    params = [] if flag is None else [flag, quality]
+    bgr = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
+    return atomic_write_bytes(path, _encode_or_raise(suffix, bgr, params, path))
+
+
+def write_probabilities(path: str | os.PathLike, probs: np.ndarray) -> Path:
+    """Write foreground probabilities in [0, 1] (HxW) as an 8-bit grey PNG, atomically.
+
+    Each pixel stores round(p * 255); read back as value / 255 it is within 1/510 of p.
+    Raises ValueError for values outside [0, 1] or NaN.
+    Example: ``write_probabilities("out/ISIC_1_prob.png", probs)``.
+    """
+    path = _check_png(path, "Probabilities")
+    probs = _as_2d(probs, "probs").astype(np.float32, copy=False)
+    invalid = ~((probs >= 0) & (probs <= 1))  # NaN fails both comparisons
+    if invalid.any():
+        raise ValueError(
+            "`probs` must hold probabilities in [0, 1] without NaN. Received: "
+            f"{np.count_nonzero(invalid)} invalid values, e.g. {probs[invalid][0]}"
+        )
+    levels = np.rint(probs * 255).astype(np.uint8)
+    return atomic_write_bytes(path, _encode_or_raise(".png", levels, [], path))
+
+
+def list_images(paths: Iterable[str | os.PathLike]) -> list[Path]:
+    """Expand files and directories into image paths.
+
+    Files pass through as given. A directory gives its files with a suffix in IMAGE_EXTENSIONS
+    (any case), sorted by name, not recursing and skipping hidden files. Raises
+    FileNotFoundError naming a path that does not exist. Example: ``list_images(["scans/"])``.
+    """
+    if isinstance(paths, str | os.PathLike):
+        paths = [paths]
+    images: list[Path] = []
+    for entry in map(Path, paths):
+        if entry.is_dir():
+            # Hidden files include macOS "._x.jpg" resource forks, which are not images.
+            found = [p for p in entry.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS]
+            found = [p for p in found if not p.name.startswith(".") and p.is_file()]
+            images.extend(sorted(found, key=lambda p: p.name))
+        elif entry.exists():
+            images.append(entry)
+        else:
+            raise FileNotFoundError(f"No such file or directory: {str(entry)!r}")
+    return images
+
+
+def find_mask(image_path: str | os.PathLike, mask_dir: str | os.PathLike) -> Path | None:
+    """Return `mask_dir/<stem>.png` or `mask_dir/<stem>_segmentation.png` (ISIC's spelling).
+
+    Returns None where neither exists. Raises NotADirectoryError if `mask_dir` is not one.
+    Example: ``find_mask("images/ISIC_0001769.jpg", "masks")`` -> ``masks/ISIC_0001769.png``.
+    """
+    image_path, mask_dir = Path(image_path), Path(mask_dir)
+    if not mask_dir.is_dir():
+        raise NotADirectoryError(f"Mask directory {str(mask_dir)!r} does not exist.")
+    for candidate in (f"{image_path.stem}.png", f"{image_path.stem}_segmentation.png"):
+        mask_path = mask_dir / candidate
+        # A PNG image kept beside its masks must not be taken for its own mask.
+        if mask_path.is_file() and not (image_path.exists() and mask_path.samefile(image_path)):
+            return mask_path
+    return None
+
+
+def pair_images_and_masks(
+    image_paths: Iterable[str | os.PathLike], mask_dir: str | os.PathLike
+) -> tuple[list[tuple[Path, Path]], list[Path]]:
+    """Pair images (files or directories, as in `list_images`) with masks found by `find_mask`.
+
+    Returns (pairs, unpaired): the (image, mask) pairs and the images without a mask.
+    Example: ``pairs, missing = pair_images_and_masks(["data/images"], "data/masks")``.
+    """
+    pairs: list[tuple[Path, Path]] = []
+    unpaired: list[Path] = []
+    for image_path in list_images(image_paths):
+        mask_path = find_mask(image_path, mask_dir)
+        if mask_path is None:
+            unpaired.append(image_path)
+        else:
+            pairs.append((image_path, mask_path))
+    return pairs, unpaired
