@@ -1,0 +1,216 @@
+"""Turn a probability map into a clean binary mask: threshold, morphology, holes, components.
+
+Every step is optional and they always run in this order:
+
+1. threshold: ``probability > threshold`` (strict, as Keras ``binary_accuracy`` and the ISIC
+   scorer's ``> 128`` do; so ``threshold=1.0`` gives an empty mask). A bool mask skips this step.
+2. opening (erode then dilate, elliptical kernel ``opening`` px wide): removes specks and thin
+   spurs first, so they are neither merged by closing nor counted as components.
+3. closing (dilate then erode): bridges small gaps and seals cracks in the outline, so that
+   the next step sees the holes they enclose.
+4. fill holes: background regions not connected to the image edge (4-connected) become
+   foreground. A region open to the image edge is not a hole.
+5. remove small: drop 8-connected components of fewer than ``min_size`` pixels, measured on the
+   final shapes (after holes are filled, so a filled lesion counts at its full area).
+6. keep largest: keep only the largest 8-connected component (ties: the first in raster order).
+   Last, because the earlier steps can split or merge components.
+
+Multi-class probabilities (H, W, C) with C > 1 give the argmax label map (uint8); the binary
+steps do not apply to them, and asking for one raises ValueError.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import cv2
+import numpy as np
+
+from tiledseg._validation import validate_range
+
+__all__ = ["POSTPROCESS_KEYS", "component_stats", "postprocess"]
+
+POSTPROCESS_KEYS = ("threshold", "opening", "closing", "fill_holes", "min_size", "keep_largest")
+_BINARY_ONLY_DEFAULTS = {
+    "opening": 0,
+    "closing": 0,
+    "fill_holes": False,
+    "min_size": 0,
+    "keep_largest": False,
+}
+
+
+def _validate_flag(value: Any, name: str) -> bool:
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"`{name}` must be True or False. Received: {name}={value!r}")
+    return bool(value)
+
+
+def _ellipse(size: int) -> np.ndarray:
+    return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size))
+
+
+def _fill_holes(mask: np.ndarray) -> np.ndarray:
+    # A 1 px background frame joins every edge-touching background region into one, so a single
+    # flood fill from the corner marks all background that is not a hole.
+    reached = np.pad(mask.view(np.uint8), 1)
+    cv2.floodFill(reached, None, (0, 0), 1, flags=4)
+    return mask | (reached[1:-1, 1:-1] == 0)
+
+
+def _components(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Label image and per-label areas (label 0 is the background)."""
+    _, labels, stats, _ = cv2.connectedComponentsWithStats(
+        mask.view(np.uint8), connectivity=8, ltype=cv2.CV_32S
+    )
+    return labels, stats[:, cv2.CC_STAT_AREA]
+
+
+def _keep_labels(labels: np.ndarray, keep: np.ndarray) -> np.ndarray:
+    keep[0] = False
+    return keep[labels]
+
+
+def _to_binary(array: np.ndarray, threshold: float) -> np.ndarray:
+    if array.dtype == bool:
+        return array.copy()  # a copy, so the caller's mask is never changed or aliased
+    non_finite = int(np.count_nonzero(~np.isfinite(array)))
+    if non_finite:
+        raise ValueError(
+            "`probabilities_or_mask` must be finite probabilities in [0, 1]. "
+            f"Received: {non_finite} nan or inf values"
+        )
+    low, high = array.min(), array.max()
+    if low < 0 or high > 1:
+        raise ValueError(
+            "`probabilities_or_mask` must hold probabilities in [0, 1]. "
+            f"Received: values in [{low}, {high}]"
+        )
+    return array > threshold
+
+
+def postprocess(
+    probabilities_or_mask: np.ndarray,
+    *,
+    threshold: float = 0.5,
+    opening: int = 0,
+    closing: int = 0,
+    fill_holes: bool = False,
+    min_size: int = 0,
+    keep_largest: bool = False,
+) -> np.ndarray:
+    """Threshold a probability map and clean the mask; steps run in the module's fixed order.
+
+    Args:
+        probabilities_or_mask: float array (H, W) or (H, W, 1) of probabilities in [0, 1], a bool
+            mask (H, W) used as is, or float (H, W, C>1) class probabilities (argmax, see Returns).
+        threshold: float in [0, 1], default 0.5. Foreground is ``probability > threshold``.
+        opening: int >= 0, default 0 (off). Width in px of the elliptical opening kernel.
+        closing: int >= 0, default 0 (off). Width in px of the elliptical closing kernel.
+        fill_holes: bool, default False. Fill background regions enclosed by the mask.
+        min_size: int >= 0, default 0 (off). Drop components with fewer pixels than this.
+        keep_largest: bool, default False. Keep only the largest connected component.
+
+    Returns:
+        bool array (H, W); for multi-class input, the uint8 argmax label map (H, W).
+
+    Raises:
+        TypeError: the input is not float or bool, or an option has the wrong type.
+        ValueError: an option is out of range, probabilities are outside [0, 1] or nan, or a
+            binary-only option is set for multi-class input.
+
+    Example:
+        >>> p = np.zeros((9, 9)); p[2:7, 2:7] = 0.9; p[4, 4] = 0.1; p[0, 8] = 0.8
+        >>> mask = postprocess(p, fill_holes=True, min_size=2)
+        >>> int(mask.sum()), bool(mask[4, 4]), bool(mask[0, 8])
+        (25, True, False)
+    """
+    validate_range(threshold, "threshold", low=0, high=1)
+    for name, size in (("opening", opening), ("closing", closing), ("min_size", min_size)):
+        validate_range(size, name, low=0, integer=True)
+    fill_holes = _validate_flag(fill_holes, "fill_holes")
+    keep_largest = _validate_flag(keep_largest, "keep_largest")
+    array = np.asarray(probabilities_or_mask)
+    if array.dtype != bool and not np.issubdtype(array.dtype, np.floating):
+        raise TypeError(
+            "`probabilities_or_mask` must be float probabilities or a bool mask. For a 0/255 "
+            "mask pass `mask > 0`; for 8-bit probabilities pass `array / 255`. "
+            f"Received: dtype {array.dtype}"
+        )
+    if array.ndim == 3 and array.shape[2] > 1 and array.dtype != bool:
+        options = dict(opening=opening, closing=closing, fill_holes=fill_holes)
+        options.update(min_size=min_size, keep_largest=keep_largest)
+        changed = {k: v for k, v in options.items() if v != _BINARY_ONLY_DEFAULTS[k]}
+        if changed or array.shape[2] > 256:
+            raise ValueError(
+                "Multi-class probabilities (H, W, C) give an argmax label map with at most 256 "
+                "classes; opening, closing, fill_holes, min_size and keep_largest apply to binary "
+                f"masks only. Received: shape={array.shape}, options={changed}"
+            )
+        return np.argmax(array, axis=2).astype(np.uint8)
+    if array.ndim == 3 and array.shape[2] == 1:
+        array = array[..., 0]
+    if array.ndim != 2 or array.size == 0:
+        raise ValueError(
+            "`probabilities_or_mask` must be (H, W), (H, W, 1) or (H, W, C). "
+            f"Received: shape={array.shape}"
+        )
+
+    mask = _to_binary(array, threshold)
+    if opening > 1:
+        mask = cv2.morphologyEx(mask.view(np.uint8), cv2.MORPH_OPEN, _ellipse(opening)) > 0
+    if closing > 1:
+        mask = cv2.morphologyEx(mask.view(np.uint8), cv2.MORPH_CLOSE, _ellipse(closing)) > 0
+    if fill_holes:
+        mask = _fill_holes(mask)
+    if min_size > 1 or keep_largest:
+        labels, areas = _components(mask)
+        if min_size > 1:
+            mask = _keep_labels(labels, areas >= min_size)
+        if keep_largest and len(areas) > 1:
+            keep = np.zeros(len(areas), bool)
+            # Removing small components never changes which one is largest.
+            keep[1 + int(np.argmax(areas[1:]))] = True
+            mask = _keep_labels(labels, keep)
+    return mask
+
+
+def component_stats(mask: np.ndarray) -> dict[str, int | float]:
+    """Area and connected-component summary of a mask (8-connectivity), as the app shows it.
+
+    Args:
+        mask: bool array (H, W), or an integer label map where nonzero is foreground.
+
+    Returns:
+        dict with ``area_px`` (int), ``area_fraction`` (float in [0, 1]), ``n_components`` (int)
+        and ``largest_component_px`` (int, 0 for an empty mask).
+
+    Raises:
+        TypeError: the mask is neither bool nor integer.
+        ValueError: the mask is not 2-D.
+
+    Example:
+        >>> m = np.zeros((4, 6), bool); m[0, 0] = True; m[2:4, 3:6] = True
+        >>> stats = component_stats(m)
+        >>> stats["area_px"], stats["n_components"], stats["largest_component_px"]
+        (7, 2, 6)
+    """
+    array = np.asarray(mask)
+    if array.dtype != bool and not np.issubdtype(array.dtype, np.integer):
+        raise TypeError(
+            "`mask` must be a bool mask or an integer label map; threshold probabilities first "
+            f"with postprocess(). Received: dtype {array.dtype}"
+        )
+    if array.ndim != 2 or array.size == 0:
+        raise ValueError(
+            f"`mask` must be a non-empty 2-D array (H, W). Received: shape={array.shape}"
+        )
+    foreground = np.ascontiguousarray(array != 0)
+    _, areas = _components(foreground)
+    area = int(areas[1:].sum())
+    return {
+        "area_px": area,
+        "area_fraction": area / foreground.size,
+        "n_components": len(areas) - 1,
+        "largest_component_px": int(areas[1:].max()) if len(areas) > 1 else 0,
+    }
