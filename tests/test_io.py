@@ -267,9 +267,11 @@ def test_pixel_limit_is_checked_from_the_header_before_decoding(tmp_path):
 def _corrupt_file(tmp_path: Path, kind: str) -> Path:
     jpeg = cv2.imencode(".jpg", _reference_rgb(64, 64), [cv2.IMWRITE_JPEG_QUALITY, 95])[1]
     png = cv2.imencode(".png", _reference_rgb(64, 64))[1]
+    png16 = cv2.imencode(".png", _reference_rgb(64, 64).astype(np.uint16) * 257)[1]
     contents = {
         "truncated.jpg": jpeg.tobytes()[: len(jpeg) // 2],
         "truncated.png": png.tobytes()[: len(png) // 2],
+        "truncated16.png": png16.tobytes()[: len(png16) // 2],  # decoded by OpenCV
         "random.jpg": np.random.default_rng(0).bytes(2000),
         "empty.png": b"",
         "notes.txt": b"just some text\n",
@@ -285,6 +287,7 @@ def _corrupt_file(tmp_path: Path, kind: str) -> Path:
     [
         ("truncated.jpg", "truncated"),
         ("truncated.png", "truncated"),
+        ("truncated16.png", "truncated"),
         ("random.jpg", "not an image"),
         ("empty.png", "empty"),
         ("notes.txt", "not an image"),

@@ -43,9 +43,9 @@ from tiledseg.errors import ImageReadError, MaskSizeError, PixelLimitError
 
 DEFAULT_MAX_PIXELS = 80_000_000
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp")
-MAX_PIXELS_ENV = "TILEDSEG_MAX_PIXELS"
+_MAX_PIXELS_ENV = "TILEDSEG_MAX_PIXELS"
 
-Source = str | os.PathLike | bytes
+_Source = str | os.PathLike | bytes
 # Pillow names camera JPEGs with extra pictures "MPO"; they decode as JPEG.
 _FORMATS = {"JPEG", "MPO", "PNG", "TIFF", "BMP", "WEBP"}
 _SUPPORTED = "JPEG, PNG, TIFF, BMP and WebP"
@@ -60,19 +60,19 @@ Image.MAX_IMAGE_PIXELS = None
 def _resolve_max_pixels(max_pixels: int | None) -> int:
     if max_pixels is not None:
         return validate_range(max_pixels, "max_pixels", low=1, integer=True)
-    text = os.environ.get(MAX_PIXELS_ENV, "").strip()
+    text = os.environ.get(_MAX_PIXELS_ENV, "").strip()
     if not text:
         return DEFAULT_MAX_PIXELS
     with contextlib.suppress(ValueError):
         if int(text) >= 1:
             return int(text)
     raise ValueError(
-        f"Environment variable {MAX_PIXELS_ENV} must be a positive whole number of pixels, "
-        f"e.g. 120000000. Received: {MAX_PIXELS_ENV}={text!r}"
+        f"Environment variable {_MAX_PIXELS_ENV} must be a positive whole number of pixels, "
+        f"e.g. 120000000. Received: {_MAX_PIXELS_ENV}={text!r}"
     )
 
 
-def _open(source: Source, name: str | None) -> tuple[str, bytes | Path]:
+def _open(source: _Source, name: str | None) -> tuple[str, bytes | Path]:
     """Return a label for messages and the bytes or path to decode; reject missing/empty files."""
     if isinstance(source, bytes | bytearray | memoryview):
         label = name or "<image bytes>"
@@ -121,7 +121,7 @@ def _oriented_size(image: Image.Image) -> tuple[int, int]:
     return height, width
 
 
-def _decode(source: Source, name: str | None, max_pixels: int | None) -> tuple[str, np.ndarray]:
+def _decode(source: _Source, name: str | None, max_pixels: int | None) -> tuple[str, np.ndarray]:
     """Decode to HxW (grey) or HxWx3 (RGB) uint8/uint16 values, oriented, alpha dropped."""
     limit = _resolve_max_pixels(max_pixels)
     label, data = _open(source, name)
@@ -133,7 +133,7 @@ def _decode(source: Source, name: str | None, max_pixels: int | None) -> tuple[s
                 f"the image is {height}x{width} (HxW) = {height * width:,} pixels, above the "
                 f"limit of {limit:,} pixels. If you trust the file, raise the limit with "
                 f"max_pixels={height * width} or the environment variable "
-                f"{MAX_PIXELS_ENV}={height * width}",
+                f"{_MAX_PIXELS_ENV}={height * width}",
             )
         try:
             return label, _pixels(image, label, data)
@@ -180,7 +180,7 @@ def _to_uint8(values: np.ndarray) -> np.ndarray:
 
 
 def read_image(
-    source: Source, *, name: str | None = None, max_pixels: int | None = None
+    source: _Source, *, name: str | None = None, max_pixels: int | None = None
 ) -> np.ndarray:
     """Read an image file or its encoded bytes as RGB uint8, applying EXIF orientation.
 
@@ -205,7 +205,7 @@ def read_image(
 
 
 def read_mask(
-    source: Source,
+    source: _Source,
     *,
     name: str | None = None,
     shape: tuple[int, int] | None = None,
@@ -251,7 +251,7 @@ def read_mask(
     return mask
 
 
-def image_size(source: Source, *, name: str | None = None) -> tuple[int, int]:
+def image_size(source: _Source, *, name: str | None = None) -> tuple[int, int]:
     """Return an image's (H, W) after EXIF orientation, reading only its header.
 
     Raises ImageReadError as `read_image` does. Example: ``image_size("big.tif") -> (7000, 9000)``.
