@@ -1,22 +1,38 @@
 """tiledseg: overlapped tiled UNet inference for very large medical images.
 
+The public names are imported on first use, so ``tiledseg --help`` and the image I/O do not pay
+for importing Keras and its backend.
+
 Example:
-    >>> from tiledseg import predict_tiled, read_image  # doctest: +SKIP
-    >>> probabilities = predict_tiled(read_image("lesion.jpg"), "unet-isic2017")  # doctest: +SKIP
+    >>> from tiledseg import predict_tiled  # doctest: +SKIP
+    >>> from tiledseg.io import read_image  # doctest: +SKIP
+    >>> probabilities = predict_tiled(read_image("lesion.jpg"), model)  # doctest: +SKIP
 """
 
-from tiledseg.engine import TiledPredictor, predict_tiled, predict_whole
-from tiledseg.scale import PixelScale
-from tiledseg.tiling import downsampling_factor, make_grid
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "PixelScale",
-    "TiledPredictor",
-    "__version__",
-    "downsampling_factor",
-    "make_grid",
-    "predict_tiled",
-    "predict_whole",
-]
+_EXPORTS = {
+    "PixelScale": "tiledseg.scale",
+    "TiledPredictor": "tiledseg.engine",
+    "predict_tiled": "tiledseg.engine",
+    "predict_whole": "tiledseg.engine",
+    "downsampling_factor": "tiledseg.tiling",
+    "make_grid": "tiledseg.tiling",
+}
+
+__all__ = ["__version__", *sorted(_EXPORTS)]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'tiledseg' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

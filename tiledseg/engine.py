@@ -106,9 +106,7 @@ def predict_tiled(
     network, meta = _unwrap(model)
     image = _validate_image(image)
     settings = _resolve_settings(meta, tile, overlap, blend, scale, tta)
-    validate_choice(pad_mode, PAD_MODES, "pad_mode")
-    if batch_size is not None:
-        validate_range(batch_size, "batch_size", low=1, integer=True)
+    _validate_batch_and_padding(batch_size, pad_mode)
     factor = _factor(network, meta)
 
     height, width = image.shape[:2]
@@ -216,6 +214,7 @@ class TiledPredictor:
         _resolve_settings(
             meta, *(settings.get(k) for k in ("tile", "overlap", "blend", "scale", "tta"))
         )
+        _validate_batch_and_padding(settings.get("batch_size"), settings.get("pad_mode", "reflect"))
         self.model = model
         self.settings = settings
         self._cache: OrderedDict = OrderedDict()
@@ -304,6 +303,12 @@ def _resolve_settings(meta, tile, overlap, blend, scale, tta) -> dict[str, Any]:
     if tta is not None:
         validate_choice(tta, TTA_MODES, "tta")
     return {"tile": tile, "overlap": float(overlap), "blend": blend, "scale": scale, "tta": tta}
+
+
+def _validate_batch_and_padding(batch_size: int | None, pad_mode: str) -> None:
+    validate_choice(pad_mode, PAD_MODES, "pad_mode")
+    if batch_size is not None:
+        validate_range(batch_size, "batch_size", low=1, integer=True)
 
 
 def _factor(network: keras.Model, meta: Any) -> int:
