@@ -32,10 +32,10 @@ def load_model(ref: str, revision: str | None = None) -> Any:
             the message says what to do.
     """
     try:
-        import model_zoo
+        from model_zoo import load as zoo_load
     except ImportError:
         return _load_local(ref)
-    return model_zoo.load(ref, revision=revision)
+    return zoo_load(ref, revision=revision)
 
 
 def _load_local(ref: str) -> Any:

@@ -1,0 +1,211 @@
+"""The command line on real images: outputs, the evaluate report, bad files and exit codes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from conftest import build_tiny_unet
+
+from tiledseg.cli import main
+from tiledseg.io import read_image, read_mask, write_image, write_mask
+
+
+@pytest.fixture(scope="module")
+def model_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("model") / "tiny.keras"
+    build_tiny_unet(seed=11).save(path)
+    return path
+
+
+@pytest.fixture
+def bloodcell_pairs(shared_data, tmp_path):
+    """Three real blood-smear images and masks, linked into fresh folders."""
+    source = shared_data / "bloodcell" / "test"
+    images, masks = tmp_path / "images", tmp_path / "masks"
+    images.mkdir()
+    masks.mkdir()
+    for path in sorted((source / "images").glob("*.jpg"))[:3]:
+        (images / path.name).symlink_to(path)
+        (masks / f"{path.stem}.png").symlink_to(source / "masks" / f"{path.stem}.png")
+    return images, masks
+
+
+def test_predict_writes_full_size_masks_overlays_and_probabilities(
+    shared_data, model_file, tmp_path, capsys
+):
+    image_path = shared_data / "isic2017" / "fullres" / "images" / "ISIC_0001769.jpg"
+    out = tmp_path / "out"
+    code = main(
+        [
+            "predict",
+            "--model",
+            str(model_file),
+            "--out",
+            str(out),
+            "--tile",
+            "256",
+            "--overlay",
+            "--probs",
+            str(image_path),
+        ]
+    )
+    assert code == 0
+    image = read_image(image_path)
+    mask = read_mask(out / "ISIC_0001769.png")
+    assert mask.shape == image.shape[:2]
+    raw = np.unique(read_image(out / "ISIC_0001769.png"))
+    assert set(raw.tolist()) <= {0, 255}
+    assert read_image(out / "ISIC_0001769_overlay.jpg").shape == image.shape
+    assert read_image(out / "ISIC_0001769_prob.png").shape == image.shape
+    assert "ISIC_0001769.jpg" in capsys.readouterr().out
+
+
+def test_predict_a_directory_with_one_bad_file_processes_the_rest(
+    bloodcell_pairs, model_file, tmp_path, capsys
+):
+    images, _ = bloodcell_pairs
+    (images / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    out = tmp_path / "out"
+    code = main(
+        ["predict", "--model", str(model_file), "--out", str(out), "--no-tiling", str(images)]
+    )
+    assert code == 2
+    assert len(list(out.glob("*.png"))) == 3
+    assert not (out / "broken.png").exists()
+    err = capsys.readouterr().err
+    assert "broken.jpg" in err and "Traceback" not in err
+
+
+def test_evaluate_reports_per_image_metrics_and_means(
+    bloodcell_pairs, model_file, tmp_path, capsys
+):
+    images, masks = bloodcell_pairs
+    report_path, csv_path = tmp_path / "report.json", tmp_path / "report.csv"
+    code = main(
+        [
+            "evaluate",
+            "--model",
+            str(model_file),
+            "--images",
+            str(images),
+            "--masks",
+            str(masks),
+            "--json",
+            str(report_path),
+            "--csv",
+            str(csv_path),
+            "--tile",
+            "256",
+        ]
+    )
+    assert code == 0
+    report = json.loads(report_path.read_text())
+    assert len(report["images"]) == 3
+    expected_keys = {
+        "image",
+        "dice",
+        "jaccard",
+        "threshold_jaccard",
+        "sensitivity",
+        "specificity",
+        "accuracy",
+        "precision",
+        "hd95",
+        "seconds",
+    }
+    assert set(report["images"][0]) == expected_keys
+    assert report["mean"]["dice"] == pytest.approx(
+        np.mean([row["dice"] for row in report["images"]])
+    )
+    assert report["settings"]["tile"] == 256
+    assert len(csv_path.read_text().strip().splitlines()) == 4
+    assert "mean" in capsys.readouterr().out
+
+
+def test_evaluate_matches_masks_with_the_isic_suffix(shared_data, model_file, tmp_path):
+    source = shared_data / "isic2017" / "valid"
+    images, masks = tmp_path / "images", tmp_path / "masks"
+    images.mkdir()
+    masks.mkdir()
+    for path in sorted((source / "images").glob("*.jpg"))[:2]:
+        (images / path.name).symlink_to(path)
+        (masks / f"{path.stem}_segmentation.png").symlink_to(source / "masks" / f"{path.stem}.png")
+    report_path = tmp_path / "r.json"
+    assert (
+        main(
+            [
+                "evaluate",
+                "--model",
+                str(model_file),
+                "--images",
+                str(images),
+                "--masks",
+                str(masks),
+                "--json",
+                str(report_path),
+            ]
+        )
+        == 0
+    )
+    assert len(json.loads(report_path.read_text())["images"]) == 2
+
+
+def test_evaluate_skips_a_mask_of_the_wrong_size(bloodcell_pairs, model_file, tmp_path, capsys):
+    images, masks = bloodcell_pairs
+    victim = sorted(masks.iterdir())[0]
+    victim.unlink()  # a link to the shared data: replace the link, not the real file
+    write_mask(victim, np.zeros((10, 10), np.uint8))
+    code = main(
+        [
+            "evaluate",
+            "--model",
+            str(model_file),
+            "--images",
+            str(images),
+            "--masks",
+            str(masks),
+            "--json",
+            str(tmp_path / "r.json"),
+        ]
+    )
+    assert code == 2
+    assert "10x10" in capsys.readouterr().err
+    assert len(json.loads((tmp_path / "r.json").read_text())["images"]) == 2
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["--model", "no/such-model.keras"], "no/such-model.keras"),
+        (["--overlap", "1.5"], "Received: overlap=1.5"),
+    ],
+)
+def test_user_errors_print_one_line_and_exit_2(model_file, tmp_path, arguments, message):
+    image = tmp_path / "x.png"
+    write_image(image, np.zeros((20, 20, 3), np.uint8))
+    full = [
+        "predict",
+        "--model",
+        str(model_file),
+        "--out",
+        str(tmp_path / "o"),
+        *arguments,
+        str(image),
+    ]
+    result = subprocess.run(
+        [sys.executable, "-m", "tiledseg", *full], capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 2, result.stderr
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_usage_errors_exit_2(capsys):
+    with pytest.raises(SystemExit) as exited:
+        main(["predict", "--out", "x"])
+    assert exited.value.code == 2
+    assert "--model" in capsys.readouterr().err
