@@ -183,6 +183,8 @@ def test_mean_metrics_skips_nan_and_counts_report_coverage():
     assert counts["dice"] == 2 and counts["hd95"] == 1
     assert math.isnan(metrics.mean_metrics([{"hd95": math.nan}])["hd95"])
     assert metrics.mean_metrics([]) == {}
+    labelled = [{"image_id": "ISIC_0000001", "dice": 1.0}, {"image_id": "b", "dice": 0.0}]
+    assert metrics.mean_metrics(labelled) == {"dice": 0.5}
 
 
 # ---------------------------------------------------------------- threshold curves
@@ -194,6 +196,7 @@ def test_curves_match_thresholding_one_threshold_at_a_time():
     probabilities[:5] = 0.5  # ties exactly at a threshold: `>` leaves them out
     truth = (probabilities + rng.normal(0, 0.2, probabilities.shape)) > 0.55
     thresholds = [0.9, 0.0, 0.5, 0.25, 1.0, 0.5]  # unsorted, with a duplicate
+    assert metrics.dice_vs_threshold(probabilities, truth, np.array(thresholds)).shape == (6,)
     dice = metrics.dice_vs_threshold(probabilities, truth, thresholds)
     precision, recall = metrics.precision_recall_curve(probabilities[..., None], truth, thresholds)
     for i, threshold in enumerate(thresholds):

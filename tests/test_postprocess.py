@@ -35,6 +35,8 @@ def test_threshold_is_strict_and_bool_masks_pass_through_unaliased():
     assert postprocess(probabilities, threshold=0.0).tolist() == [[True, True, True, True]]
     assert not postprocess(probabilities, threshold=1.0).any()
     assert postprocess(probabilities[..., None], threshold=0.3).shape == (1, 4)
+    # Blended tiles can overshoot 1 by float rounding: accepted, not an error.
+    assert postprocess(np.array([[1.0000001, -1e-7]], np.float32)).tolist() == [[True, False]]
     mask = np.array([[True, False]])
     out = postprocess(mask, threshold=0.9)  # the threshold does not apply to a bool mask
     assert out.dtype == bool and out.tolist() == [[True, False]]

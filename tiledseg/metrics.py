@@ -27,7 +27,7 @@ be thresholded first (``tiledseg.postprocess``). Thresholds use ``probability > 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import cv2
@@ -302,19 +302,22 @@ def segmentation_metrics(pred: np.ndarray, truth: np.ndarray) -> dict[str, float
     }
 
 
-def _columns(rows: Iterable[Mapping[str, float]]) -> dict[str, list[float]]:
+def _columns(rows: Iterable[Mapping[str, object]]) -> dict[str, list[float]]:
     columns: dict[str, list[float]] = {}
     for row in rows:
         for name, value in row.items():
-            columns.setdefault(name, []).append(float(value))
+            # Rows may carry labels such as an image id; only numbers are averaged.
+            if isinstance(value, (int, float, np.number)) and not isinstance(value, bool):
+                columns.setdefault(name, []).append(float(value))
     return columns
 
 
-def mean_metrics(rows: Iterable[Mapping[str, float]]) -> dict[str, float]:
+def mean_metrics(rows: Iterable[Mapping[str, object]]) -> dict[str, float]:
     """Macro means over images, skipping nan (e.g. hd95 where one mask is empty).
 
     Args:
-        rows: iterable of per-image dicts, e.g. from :func:`segmentation_metrics`.
+        rows: iterable of per-image dicts, e.g. from :func:`segmentation_metrics`; entries that
+            are not numbers (an image id, say) are left out.
 
     Returns:
         dict name -> mean over the images where the value is not nan; nan when none has one.
@@ -330,7 +333,7 @@ def mean_metrics(rows: Iterable[Mapping[str, float]]) -> dict[str, float]:
     return means
 
 
-def metric_counts(rows: Iterable[Mapping[str, float]]) -> dict[str, int]:
+def metric_counts(rows: Iterable[Mapping[str, object]]) -> dict[str, int]:
     """How many images each macro mean covers: per metric, the count of non-nan values.
 
     Example:
@@ -344,7 +347,7 @@ def metric_counts(rows: Iterable[Mapping[str, float]]) -> dict[str, int]:
 
 
 def _counts_vs_threshold(
-    probabilities: np.ndarray, truth: np.ndarray, thresholds: np.ndarray | Iterable[float]
+    probabilities: np.ndarray, truth: np.ndarray, thresholds: np.ndarray | Sequence[float]
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """TP, FP, FN, TN per threshold for ``probabilities > threshold``, in one pass."""
     probs = np.asarray(probabilities)
@@ -389,7 +392,7 @@ def _counts_vs_threshold(
 
 
 def dice_vs_threshold(
-    probabilities: np.ndarray, truth: np.ndarray, thresholds: np.ndarray | Iterable[float]
+    probabilities: np.ndarray, truth: np.ndarray, thresholds: np.ndarray | Sequence[float]
 ) -> np.ndarray:
     """Dice of ``probabilities > t`` against ``truth`` for every threshold t, in one pass.
 
@@ -416,7 +419,7 @@ def dice_vs_threshold(
 
 
 def precision_recall_curve(
-    probabilities: np.ndarray, truth: np.ndarray, thresholds: np.ndarray | Iterable[float]
+    probabilities: np.ndarray, truth: np.ndarray, thresholds: np.ndarray | Sequence[float]
 ) -> tuple[np.ndarray, np.ndarray]:
     """Pixel precision and recall of ``probabilities > t`` for every threshold t, in one pass.
 
