@@ -1,0 +1,137 @@
+"""Export a zoo model as a TensorFlow SavedModel in TF Serving's layout.
+
+TF Serving loads ``MODEL_BASE/NAME/VERSION`` (VERSION an integer). The export has one
+signature, ``serving_default``, taking ``images``: float32 ``[batch, height, width, channels]``
+pixel values 0..255 of any height and width (multiples of the model's downsampling factor),
+and returning ``probabilities`` at the same height and width. ``tiledseg.json`` is copied to
+``assets.extra/`` (which TF Serving ignores) so a client can read the inference settings.
+
+This is the only module of the zoo that imports TensorFlow: the export is TF's format.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from model_zoo.errors import ModelLoadError
+from model_zoo.layout import (
+    SAVEDMODEL_META_FILE,
+    SERVING_INPUT_NAME,
+    SERVING_OUTPUT_NAME,
+    SERVING_SIGNATURE,
+)
+from model_zoo.loader import ZooModel, load
+from tiledseg._validation import validate_choice
+
+__all__ = ["EXPORT_FORMATS", "EXPORT_TOLERANCE", "export_savedmodel"]
+
+EXPORT_FORMATS = ("savedmodel",)
+EXPORT_TOLERANCE = 1e-4
+_CHECK_SIDE = 64
+
+
+def export_savedmodel(
+    ref: str | os.PathLike | ZooModel,
+    out_dir: str | os.PathLike,
+    *,
+    revision: str | None = None,
+    format: str = "savedmodel",
+) -> Path:
+    """Export a zoo model to ``out_dir`` (``BASE/NAME/VERSION``) for TF Serving.
+
+    The export is written to a temporary folder beside ``out_dir``, reloaded with
+    ``tf.saved_model.load`` and compared with the Keras model (max difference at most
+    :data:`EXPORT_TOLERANCE`), then renamed into place.
+
+    Args:
+        ref: str, PathLike or ZooModel: any reference :func:`model_zoo.load` accepts.
+        out_dir: str or PathLike, the version folder to create; its name must be an integer
+            and it must not exist yet.
+        revision: str or None, for Hub references.
+        format: str, only ``"savedmodel"``.
+
+    Returns:
+        Path of the version folder.
+
+    Raises:
+        ValueError: ``out_dir`` is not ``.../NAME/VERSION`` or already exists.
+        ModelLoadError: the model cannot be loaded, or the export does not reproduce it.
+
+    Example:
+        >>> export_savedmodel("unet-isic2017", "serving/unet/1")  # doctest: +SKIP
+        PosixPath('serving/unet/1')
+    """
+    validate_choice(format, EXPORT_FORMATS, "format")
+    out_dir = Path(out_dir)
+    if not out_dir.name.isdigit():
+        raise ValueError(
+            "`out` must end in an integer version folder, as TF Serving expects "
+            f"(BASE/NAME/VERSION, e.g. serving/unet/1). Received: out={out_dir}"
+        )
+    if out_dir.exists():
+        raise ValueError(
+            f"`out` already exists; TF Serving versions are immutable, pick a new VERSION. "
+            f"Received: out={out_dir}"
+        )
+    zoo_model = ref if isinstance(ref, ZooModel) else load(ref, revision)
+    import tensorflow as tf
+
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.export-"))
+    try:
+        _write_savedmodel(tf, zoo_model, staging)
+        _check_export(tf, zoo_model, staging)
+        meta_file = staging / SAVEDMODEL_META_FILE
+        meta_file.parent.mkdir(parents=True, exist_ok=True)
+        zoo_model.meta.write(meta_file)
+        os.chmod(staging, 0o755)  # mkdtemp makes it private; the server may run as another user
+        os.rename(staging, out_dir)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return out_dir
+
+
+def _write_savedmodel(tf: Any, zoo_model: ZooModel, folder: Path) -> None:
+    import keras
+
+    model = zoo_model.model
+    channels = zoo_model.meta.input_channels
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+
+    def serve(images):
+        return {SERVING_OUTPUT_NAME: model(images, training=False)}
+
+    archive.add_endpoint(
+        SERVING_SIGNATURE,
+        serve,
+        input_signature=[
+            tf.TensorSpec([None, None, None, channels], tf.float32, name=SERVING_INPUT_NAME)
+        ],
+    )
+    archive.write_out(str(folder), verbose=False)
+
+
+def _check_export(tf: Any, zoo_model: ZooModel, folder: Path) -> None:
+    side = -(-_CHECK_SIDE // zoo_model.meta.downsampling) * zoo_model.meta.downsampling
+    rng = np.random.default_rng(0)
+    width = side + zoo_model.meta.downsampling  # not square, to catch a transposed layout
+    shape = (2, side, width, zoo_model.meta.input_channels)
+    images = rng.uniform(0, 255, shape).astype("float32")
+    expected = np.asarray(zoo_model.model(tf.constant(images), training=False))
+    served = tf.saved_model.load(str(folder)).signatures[SERVING_SIGNATURE]
+    actual = served(**{SERVING_INPUT_NAME: tf.constant(images)})[SERVING_OUTPUT_NAME].numpy()
+    difference = float(np.max(np.abs(actual - expected)))
+    if actual.shape != expected.shape or difference > EXPORT_TOLERANCE:
+        raise ModelLoadError(
+            f"The SavedModel export of {zoo_model.id} does not reproduce the Keras model "
+            f"(shape {actual.shape} vs {expected.shape}, max difference {difference:.2e}); "
+            "nothing was written."
+        )

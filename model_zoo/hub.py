@@ -1,0 +1,207 @@
+"""The Hugging Face Hub side of the zoo: download a pinned snapshot, upload a staged folder.
+
+Everything goes through huggingface_hub, which already honours ``HF_ENDPOINT``, ``HF_HOME``,
+``HF_HUB_CACHE``, ``HF_HUB_OFFLINE`` and the token locations (``HF_TOKEN``, ``hf auth login``).
+This module only turns its exceptions into messages that say what to do.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from model_zoo.errors import HubUnreachableError, ModelNotFoundError, NotCachedError
+from model_zoo.layout import HUB_ALLOW_PATTERNS
+
+__all__ = ["hub_cache_dir", "hub_endpoint", "is_offline", "snapshot", "upload_folder"]
+
+_PIP_HINT = "pip install 'huggingface-hub>=0.30'"
+
+
+def _hf() -> Any:
+    # Imported lazily: the app and CLI run on bundled models without huggingface_hub.
+    try:
+        import huggingface_hub
+    except ImportError as error:  # pragma: no cover - installed in every supported setup
+        raise ImportError(f"Hub models need the huggingface_hub package: `{_PIP_HINT}`.") from error
+    return huggingface_hub
+
+
+def hub_endpoint() -> str:
+    """The Hub URL in use (``HF_ENDPOINT`` or https://huggingface.co)."""
+    return _hf().constants.ENDPOINT
+
+
+def hub_cache_dir() -> str:
+    """The local Hub cache (``HF_HUB_CACHE``, else ``$HF_HOME/hub``)."""
+    return _hf().constants.HF_HUB_CACHE
+
+
+def is_offline() -> bool:
+    """Whether ``HF_HUB_OFFLINE`` is set (read by huggingface_hub at import)."""
+    constants = _hf().constants
+    check = getattr(constants, "is_offline_mode", None)
+    return bool(check() if callable(check) else constants.HF_HUB_OFFLINE)
+
+
+def snapshot(repo_id: str, revision: str | None = None, *, local_files_only: bool = False) -> Path:
+    """Download (or find in the cache) the zoo files of ``repo_id`` at ``revision``.
+
+    Only the repository layout's files are fetched (``HUB_ALLOW_PATTERNS``).
+
+    Args:
+        repo_id: str, ``ORG/NAME``.
+        revision: str or None, a branch, tag or commit hash; None means ``main``.
+        local_files_only: bool, default False. True looks in the cache only.
+
+    Returns:
+        Path of the snapshot folder; its name is the commit hash it holds.
+
+    Raises:
+        NotCachedError: offline (or ``local_files_only``) and the revision is not cached.
+        ModelNotFoundError: the repository or revision does not exist (or is not visible).
+        HubUnreachableError: the endpoint cannot be reached and nothing is cached.
+
+    Example:
+        >>> path = snapshot("tiledseg/unet-isic2017", "main")  # doctest: +SKIP
+    """
+    hf = _hf()
+    label = f"{repo_id}@{revision or 'main'}"
+    try:
+        folder = hf.snapshot_download(
+            repo_id=repo_id,
+            revision=revision,
+            allow_patterns=HUB_ALLOW_PATTERNS,
+            local_files_only=local_files_only,
+            library_name="tiledseg",
+        )
+    except Exception as error:
+        raise _translate(error, label, local_files_only=local_files_only) from None
+    return Path(folder)
+
+
+def upload_folder(
+    folder: str | Path,
+    repo_id: str,
+    *,
+    private: bool = False,
+    commit_message: str = "Upload model with tiledseg model_zoo",
+    repo_type: str = "model",
+    space_sdk: str | None = None,
+) -> Any:
+    """Create ``repo_id`` if needed, then upload ``folder`` to it in one commit.
+
+    Args:
+        folder: str or Path, the staged folder.
+        repo_id: str, ``ORG/NAME``.
+        private: bool, default False; only applies when the repository is created.
+        commit_message: str.
+        repo_type: str, ``"model"`` or ``"space"``.
+        space_sdk: str or None, e.g. ``"streamlit"`` when creating a Space.
+
+    Returns:
+        huggingface_hub.CommitInfo, with ``commit_url`` and ``oid`` (the commit hash).
+
+    Raises:
+        HubUnreachableError: the endpoint cannot be reached, refuses the upload, or the token
+            is missing or lacks write access.
+    """
+    hf = _hf()
+    api = hf.HfApi(library_name="tiledseg")
+    try:
+        api.create_repo(
+            repo_id, private=private, exist_ok=True, repo_type=repo_type, space_sdk=space_sdk
+        )
+        return api.upload_folder(
+            repo_id=repo_id,
+            folder_path=str(folder),
+            commit_message=commit_message,
+            repo_type=repo_type,
+        )
+    except Exception as error:
+        status = _status_code(error)
+        if status in (401, 403):
+            raise HubUnreachableError(
+                f"{hub_endpoint()} refused the upload to {repo_id} (HTTP {status}): set HF_TOKEN "
+                "to a token with write access (or run `hf auth login`) and check that you may "
+                "write to that organisation."
+            ) from None
+        if _is_hub_error(error) or _is_connection_error(error):
+            raise HubUnreachableError(
+                f"Upload to {repo_id} on {hub_endpoint()} failed: {_first_line(error)}. Check "
+                "your network and HF_ENDPOINT; the staged folder is intact and can be uploaded "
+                f"again: {folder}"
+            ) from None
+        raise
+
+
+def _translate(error: Exception, label: str, *, local_files_only: bool) -> Exception:
+    """Map a huggingface_hub exception to a zoo error that says what to do."""
+    hf = _hf()
+    errors = hf.errors
+    endpoint = hub_endpoint()
+    chain = _cause_chain(error)
+    pull_hint = f"`python -m model_zoo pull {label}` while online"
+    if any(isinstance(e, errors.OfflineModeIsEnabled) for e in chain) or (
+        isinstance(error, errors.LocalEntryNotFoundError) and (local_files_only or is_offline())
+    ):
+        return NotCachedError(
+            f"{label} is not in the Hugging Face cache ({hub_cache_dir()}) and "
+            f"{'HF_HUB_OFFLINE is set' if is_offline() else 'only cached files were allowed'}. "
+            f"Download it first with {pull_hint}, or use a bundled model "
+            "(`python -m model_zoo list`)."
+        )
+    if any(isinstance(e, errors.RevisionNotFoundError) for e in chain) or any(
+        isinstance(e, errors.EntryNotFoundError) and _status_code(e) == 404 for e in chain
+    ):
+        return ModelNotFoundError(
+            f"Revision not found: {label} on {endpoint}. Give a branch, tag or commit hash "
+            "that exists in the repository."
+        )
+    if any(isinstance(e, errors.RepositoryNotFoundError) for e in chain):
+        return ModelNotFoundError(
+            f"No model repository {label.split('@')[0]} on {endpoint}, or it is private or "
+            "gated: check the id, and for a private repository set HF_TOKEN or run "
+            "`hf auth login`."
+        )
+    if any(_is_connection_error(e) for e in chain) or any(_is_hub_error(e) for e in chain):
+        detail = _first_line(chain[-1])
+        return HubUnreachableError(
+            f"Cannot reach the Hugging Face Hub at {endpoint} ({detail}) and {label} is not in "
+            f"the cache ({hub_cache_dir()}). Check your network or HF_ENDPOINT, or use a "
+            "bundled model (`python -m model_zoo list`)."
+        )
+    return error
+
+
+def _cause_chain(error: BaseException) -> list[BaseException]:
+    chain, seen = [], set()
+    while error is not None and id(error) not in seen:
+        chain.append(error)
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return chain
+
+
+def _is_connection_error(error: BaseException) -> bool:
+    if isinstance(error, (ConnectionError, TimeoutError)):
+        return True
+    # httpx (and huggingface_hub's vendored httpx2) name them ConnectError / *Timeout*.
+    name = type(error).__name__
+    return name in {"ConnectError", "ConnectTimeout", "ReadTimeout", "TimeoutException"} or (
+        "Connect" in name and "Error" in name
+    )
+
+
+def _is_hub_error(error: BaseException) -> bool:
+    return isinstance(error, _hf().errors.HfHubHTTPError)
+
+
+def _status_code(error: BaseException) -> int | None:
+    response = getattr(error, "response", None)
+    return getattr(response, "status_code", None)
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {text[0]}" if text else type(error).__name__

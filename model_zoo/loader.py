@@ -1,0 +1,239 @@
+"""Load a zoo model: resolve the reference, load the Keras model under safe_mode, read its metadata.
+
+Models are cached per process, keyed on the resolved path and revision, so the CLI, the app
+and the engine share one instance (Keras models are safe to call from several threads).
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from model_zoo.errors import MetadataError, ModelLoadError, ModelNotFoundError, UnsafeModelError
+from model_zoo.layout import (
+    CARD_FILE,
+    CONFIG_FILE,
+    META_FILE,
+    RUN_CHECKPOINT_FILE,
+    RUN_INFERENCE_FILE,
+)
+from model_zoo.metadata import ModelMeta, load_meta
+from model_zoo.resolve import ResolvedRef, resolve
+
+__all__ = ["ZooModel", "clear_cache", "load", "load_folder", "load_keras_model"]
+
+_CACHE: dict[tuple[str, str | None], ZooModel] = {}
+_CACHE_LOCK = threading.Lock()
+# Modules that register custom layers with keras.saving.register_keras_serializable.
+_CUSTOM_OBJECT_MODULES = ("training.models",)
+
+
+@dataclass(frozen=True, eq=False)
+class ZooModel:
+    """A loaded zoo model: the Keras model, its metadata and where it came from.
+
+    Attributes:
+        model: keras.Model, taking float32 NHWC pixel values 0..255.
+        meta: ModelMeta, the inference metadata (``tiledseg.json`` or defaults).
+        card: str, the model card (README.md), or "" if there is none.
+        path: Path, the local folder (or ``.keras`` file) it was loaded from.
+        id: str, the bundled/registry id, the repo id, or the local folder's name.
+        revision: str or None, the Hub commit hash for Hub models.
+        source: str, ``"local"``, ``"bundled"`` or ``"hub"``.
+        repo_id: str or None, the Hub repository.
+    """
+
+    model: Any
+    meta: ModelMeta
+    card: str
+    path: Path
+    id: str
+    revision: str | None = None
+    source: str = "local"
+    repo_id: str | None = None
+
+    def __repr__(self) -> str:
+        pinned = f"@{self.revision[:12]}" if self.revision else ""
+        return f"ZooModel(id={self.id!r}{pinned}, source={self.source!r}, path='{self.path}')"
+
+
+def load(ref: str | os.PathLike, revision: str | None = None) -> ZooModel:
+    """Load a zoo model from any reference form, cached per process.
+
+    Args:
+        ref: str or PathLike: a local zoo directory, a training run directory or its
+            ``model.keras``, a bundled id (``"unet-isic2017"``), a registry id, ``"ORG/NAME"``
+            or ``"hf://ORG/NAME"``; Hub forms may end in ``@REVISION``.
+        revision: str or None, a branch, tag or commit hash for Hub references.
+
+    Returns:
+        ZooModel with ``.model``, ``.meta``, ``.card``, ``.path``.
+
+    Raises:
+        ModelNotFoundError: the reference matches nothing; the message lists the known ids
+            and the accepted forms.
+        NotCachedError: offline and not in the Hugging Face cache.
+        HubUnreachableError: the Hub endpoint cannot be reached.
+        MetadataVersionError: ``tiledseg.json`` is too new or too old.
+        UnsafeModelError: Keras safe_mode refused the checkpoint.
+        ModelLoadError: any other failure to load; all of these are ModelLoadError.
+
+    Example:
+        >>> zoo_model = load("hf://acme/unet-isic2017@v1")  # doctest: +SKIP
+        >>> zoo_model.meta.scale  # doctest: +SKIP
+        PixelScale(mode='short_side', value=256)
+    """
+    resolved = resolve(ref, revision)
+    key = (str(resolved.path), resolved.revision)
+    with _CACHE_LOCK:
+        cached = _CACHE.get(key)
+    if cached is not None:
+        return cached
+    zoo_model = _load_resolved(resolved)
+    with _CACHE_LOCK:
+        # Another thread may have loaded it meanwhile: keep one instance.
+        return _CACHE.setdefault(key, zoo_model)
+
+
+def clear_cache() -> None:
+    """Forget every model loaded by :func:`load` in this process."""
+    with _CACHE_LOCK:
+        _CACHE.clear()
+
+
+def load_keras_model(path: str | Path) -> Any:
+    """Load a ``.keras`` file or a Keras Hub-layout folder with ``safe_mode=True``, uncompiled.
+
+    Custom layers are registered first by importing ``training.models`` when it exists.
+
+    Args:
+        path: str or Path.
+
+    Returns:
+        keras.Model.
+
+    Raises:
+        UnsafeModelError: safe_mode refused it (e.g. a Lambda layer).
+        ModelLoadError: the file is not a Keras model or a layer class is unknown.
+    """
+    import keras
+
+    _register_custom_objects()
+    path = Path(path)
+    try:
+        return keras.saving.load_model(path, compile=False, safe_mode=True)
+    except Exception as error:
+        text = str(error)
+        if "safe_mode" in text or "Lambda" in text:
+            raise UnsafeModelError(
+                f"Keras safe_mode refused {path}: it contains code that would run on loading "
+                "(e.g. a Lambda layer). Rebuild the model from built-in or registered layers "
+                "and save it again; do not load checkpoints you do not trust with "
+                "safe_mode=False."
+            ) from None
+        if "Could not locate" in text or "Unknown layer" in text:
+            raise ModelLoadError(
+                f"{path} uses a layer class Keras does not know ({_first_line(text)}). Import the "
+                "module that registers it (tiledseg imports `training.models` automatically) or "
+                "re-save the model with built-in layers."
+            ) from None
+        raise ModelLoadError(
+            f"Cannot load the Keras model in {path}: {_first_line(text)}"
+        ) from None
+
+
+def load_folder(path: str | Path, *, model_id: str | None = None) -> ZooModel:
+    """Load a local zoo folder, run directory or ``.keras`` file, bypassing the cache.
+
+    Args:
+        path: str or Path.
+        model_id: str or None, the id to report; default the folder's name.
+
+    Returns:
+        ZooModel with ``source="local"``.
+
+    Raises:
+        ModelLoadError: as :func:`load`.
+    """
+    path = Path(path).resolve()
+    if not path.exists():
+        raise ModelNotFoundError(f"No such file or directory: {path}")
+    name = model_id or (path.parent.name if path.is_file() else path.name)
+    return _load_resolved(ResolvedRef(str(path), "local", name, path))
+
+
+def _load_resolved(resolved: ResolvedRef) -> ZooModel:
+    path = resolved.path
+    if path.is_dir():
+        if (path / CONFIG_FILE).is_file():
+            model_path, folder = path, path
+        elif (path / RUN_CHECKPOINT_FILE).is_file():
+            model_path, folder = path / RUN_CHECKPOINT_FILE, path
+        else:
+            raise ModelNotFoundError(
+                f"{path} holds neither {CONFIG_FILE} (a zoo model folder) nor "
+                f"{RUN_CHECKPOINT_FILE} (a training run directory)."
+            )
+    elif path.suffix == ".keras":
+        model_path, folder = path, path.parent
+    else:
+        raise ModelLoadError(
+            f"Unsupported model file {path}: give a .keras file or a zoo model folder."
+        )
+    # Read the metadata first: a too-new schema is reported before a slow model load.
+    meta_file = folder / META_FILE
+    meta = load_meta(meta_file) if meta_file.is_file() else None
+    model = load_keras_model(model_path)
+    if meta is None:
+        meta = _meta_without_file(folder, model, resolved.id)
+    _check_channels(meta, model, folder)
+    card_file = folder / CARD_FILE
+    card = card_file.read_text(encoding="utf-8") if card_file.is_file() else ""
+    return ZooModel(
+        model=model,
+        meta=meta,
+        card=card,
+        path=path,
+        id=resolved.id,
+        revision=resolved.revision,
+        source=resolved.source,
+        repo_id=resolved.repo_id,
+    )
+
+
+def _meta_without_file(folder: Path, model: Any, name: str) -> ModelMeta:
+    # A training run directory carries its inference defaults in inference.json.
+    if (folder / RUN_INFERENCE_FILE).is_file():
+        from model_zoo.staging import meta_from_run
+
+        return meta_from_run(folder, model, name=name, require_eval=False)
+    return ModelMeta.default_for(model, name=name)
+
+
+def _check_channels(meta: ModelMeta, model: Any, folder: Path) -> None:
+    shape = model.input_shape[0] if isinstance(model.input_shape, list) else model.input_shape
+    channels = shape[-1]
+    if channels is not None and int(channels) != meta.input_channels:
+        raise MetadataError(
+            f"{folder / META_FILE} says input_channels={meta.input_channels} but the model "
+            f"takes {channels} channels. Re-stage the model from its training run."
+        )
+
+
+def _register_custom_objects() -> None:
+    for module in _CUSTOM_OBJECT_MODULES:
+        try:
+            importlib.import_module(module)
+        except ModuleNotFoundError as error:
+            # Absent (e.g. on a Space that ships no training code): built-in layers only.
+            if error.name is None or not module.startswith(error.name):
+                raise
+
+
+def _first_line(text: str) -> str:
+    lines = text.strip().splitlines()
+    return lines[0] if lines else text
