@@ -99,10 +99,17 @@ class _Runner:
 
         self.model = load_model(args.model, revision=args.revision)
         meta = getattr(self.model, "meta", None)
-        self.threshold = args.threshold
-        if self.threshold is None:
-            self.threshold = getattr(meta, "threshold", None) or 0.5
         self.postprocess = dict(getattr(meta, "postprocess", None) or {})
+        # The threshold may sit in the metadata on its own or among the post-processing steps.
+        stored_threshold = self.postprocess.pop("threshold", None)
+        self.threshold = next(
+            (
+                t
+                for t in (args.threshold, getattr(meta, "threshold", None), stored_threshold)
+                if t is not None
+            ),
+            0.5,
+        )
         self.no_tiling = args.no_tiling
         self.settings = {
             key: value
