@@ -21,7 +21,10 @@ _PIP_HINT = "pip install 'huggingface-hub>=0.30'"
 def _hf() -> Any:
     # Imported lazily: the app and CLI run on bundled models without huggingface_hub.
     try:
+        # The submodules are named: huggingface_hub loads its attributes lazily.
         import huggingface_hub
+        import huggingface_hub.constants
+        import huggingface_hub.errors
     except ImportError as error:  # pragma: no cover - installed in every supported setup
         raise ImportError(f"Hub models need the huggingface_hub package: `{_PIP_HINT}`.") from error
     return huggingface_hub

@@ -142,7 +142,7 @@ def run_python(args: list[str], *, env: dict[str, str] | None = None, cwd: Path 
     )
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
@@ -168,7 +168,7 @@ class OlahServer:
     def __init__(self, command: list[str], root: Path):
         self.command = command
         self.root = root
-        self.port = _free_port()
+        self.port = free_port()
         self.endpoint = f"http://127.0.0.1:{self.port}"
         self.mirror = root / "mirror"
         self.process: subprocess.Popen | None = None
