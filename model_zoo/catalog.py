@@ -41,6 +41,7 @@ class CatalogEntry:
     problem: str = ""
 
     def to_dict(self) -> dict:
+        """The JSON-ready form (``list --json``)."""
         return asdict(self)
 
 

@@ -136,6 +136,7 @@ class ModelMeta:
         return {"format_version": FORMAT_VERSION, **data}
 
     def to_json(self) -> str:
+        """``tiledseg.json``'s text: :meth:`to_dict` as indented JSON."""
         return json.dumps(self.to_dict(), indent=2, sort_keys=False) + "\n"
 
     @classmethod

@@ -1,9 +1,10 @@
 """Stage (and upload) a Hugging Face Space that runs this project's Streamlit app.
 
 The Space folder holds a README with the Spaces front matter (``sdk: streamlit``,
-``app_file: app.py``, ``python_version``), the app (``app.py``, ``pages/``, ``.streamlit/``),
-the packages it imports (``tiledseg/``, ``model_zoo/`` with the bundled models, and the
-layer definitions in ``training/models``), and a ``requirements.txt`` for the Space builder.
+``app_file: app.py``, ``python_version``), the app (``app.py``, ``pages/``, ``.streamlit/``,
+``app_support/``), the packages it imports (``tiledseg/``, ``model_zoo/`` with the bundled
+models, and ``training/``, whose ``training.models`` registers any custom layers), and a
+``requirements.txt`` for the Space builder.
 """
 
 from __future__ import annotations
@@ -29,12 +30,12 @@ SPACE_ITEMS = (
     APP_FILE,
     "pages",
     ".streamlit",
+    "app_support",
     "tiledseg",
     "model_zoo",
-    "training/__init__.py",
-    "training/models",
-    "training/models.py",
+    "training",  # whole package: `import training.models` runs training/__init__.py
 )
+_OPTIONAL_ITEMS = ("training",)
 _IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc", ".*.staging-*", ".*.old-*", "*.egg-info")
 _SKIP_REQUIREMENT = re.compile(r"^\s*(-e\s|--editable|#|$)")
 
@@ -88,7 +89,7 @@ def stage_space(
         elif source.is_file():
             (out / item).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(source, out / item)
-        elif not item.startswith("training/"):  # training code is optional
+        elif item not in _OPTIONAL_ITEMS:
             missing.append(item)
     requirements = root / "requirements.txt"
     if requirements.is_file():

@@ -23,7 +23,15 @@ from model_zoo.errors import (
     StagingError,
     UnsafeModelError,
 )
-from model_zoo.layout import HUB_ALLOW_PATTERNS, REPO_REQUIRED_FILES, SAVEDMODEL_META_FILE
+from model_zoo.layout import (
+    GOLDEN_INPUT_FILE,
+    GOLDEN_OUTPUT_FILE,
+    HUB_ALLOW_PATTERNS,
+    PACKAGE_DIR,
+    REPO_REQUIRED_FILES,
+    SAVEDMODEL_META_FILE,
+)
+from model_zoo.registry import bundled_ids
 from model_zoo.space import check_space, publish_space
 
 
@@ -307,7 +315,7 @@ def test_space_dry_run_stages_the_app_with_spaces_front_matter(tmp_path, capsys)
     for package in ("tiledseg/__init__.py", "model_zoo/__init__.py", "model_zoo/registry.json"):
         assert (out / package).is_file(), package
     assert (out / "model_zoo" / "bundled").is_dir()
-    for item in ("app.py", "pages", ".streamlit"):
+    for item in ("app.py", "pages", ".streamlit", "app_support", "training"):
         assert (out / item).exists() == (REPO_ROOT / item).exists(), item
     requirements = (out / "requirements.txt").read_text().splitlines()
     assert "streamlit==1.67.0" in requirements and not any(r.startswith("-e") for r in requirements)
@@ -328,10 +336,20 @@ def test_space_upload_requires_the_app_and_checks_before_any_network_call(tmp_pa
         "acme/demo", project_root=project, stage_dir=tmp_path / "s2", dry_run=True
     )
     check_space(result.staged, require_app=True)
-    assert result.missing == ("pages", ".streamlit")
+    assert set(result.missing) == {"pages", ".streamlit", "app_support"}
 
 
 def test_hub_download_patterns_cover_the_layout():
     for name in REPO_REQUIRED_FILES:
         assert name in HUB_ALLOW_PATTERNS
     assert "golden/*" in HUB_ALLOW_PATTERNS
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model_id", bundled_ids(PACKAGE_DIR / "bundled"))
+def test_bundled_model_is_valid_and_reproduces_its_golden_output(model_id):
+    # The checkout's own bundled models (none until training bundles some).
+    folder = PACKAGE_DIR / "bundled" / model_id
+    assert (folder / GOLDEN_INPUT_FILE).is_file() and (folder / GOLDEN_OUTPUT_FILE).is_file()
+    zoo_model = model_zoo.validate_staged(folder)  # safe_mode load, schema, card, golden pair
+    assert zoo_model.meta.name == model_id and zoo_model.meta.metrics
