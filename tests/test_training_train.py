@@ -1,0 +1,195 @@
+"""A tiny real training run (8 real ISIC pairs at 64 px) and the run directory it writes;
+resuming it, the one-device distributed path, and the evaluation command line."""
+
+from __future__ import annotations
+
+import copy
+import csv
+import json
+import shutil
+import tomllib
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+
+from training import evaluate, train
+from training.config import load_config
+from training.data import load_pairs
+from training.run_dir import HISTORY_COLUMNS
+
+CONFIGS = Path(__file__).resolve().parents[1] / "training" / "configs"
+
+EPOCHS = 4
+
+
+def _write_csv(path, pairs):
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["image", "mask"])
+        writer.writerows((str(image), str(mask)) for image, mask in pairs)
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def tiny_config(shared_data, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("splits")
+    splits = {
+        "train": load_pairs(shared_data / "isic2017" / "train")[:8],
+        "valid": load_pairs(shared_data / "isic2017" / "valid")[:4],
+        "test": load_pairs(shared_data / "isic2017" / "fullres")[:2],
+    }
+    paths = {name: _write_csv(folder / f"{name}.csv", pairs) for name, pairs in splits.items()}
+    overrides = [
+        "name=tiny",
+        "seed=5",
+        "model.base_filters=8",
+        "model.num_levels=3",
+        f"data.train={json.dumps(paths['train'])}",
+        f"data.valid={json.dumps(paths['valid'])}",
+        f"eval.split={json.dumps(paths['test'])}",
+        'data.scale={mode="short_side", value=64}',
+        "data.crop_size=64",
+        "data.crops_per_image=2",
+        "data.workers=2",
+        f"train.epochs={EPOCHS}",
+        "train.batch_size=4",
+        "train.learning_rate=5e-3",
+        'train.schedule="constant"',
+        "train.verbose=0",
+        "preview.count=2",
+        "inference.tile=[64]",
+        "inference.threshold=[0.4, 0.5]",
+        "inference.postprocess=[{}, {fill_holes=true}]",
+        'dataset={name="ISIC 2017 Task 1", id="isic2017", licence="CC-0"}',
+    ]
+    return load_config(overrides=overrides)
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tiny_config, tmp_path_factory):
+    return train.train(copy.deepcopy(tiny_config), runs_dir=tmp_path_factory.mktemp("runs"))
+
+
+def _history(run_dir):
+    with (run_dir / "history.csv").open(newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_training_lowers_the_loss_and_logs_every_epoch(tiny_run):
+    rows = _history(tiny_run)
+    assert list(rows[0]) == list(HISTORY_COLUMNS)
+    assert [int(row["epoch"]) for row in rows] == list(range(1, EPOCHS + 1))
+    losses = [float(row["loss"]) for row in rows]
+    assert losses[-1] < losses[0] and min(losses[1:]) < 0.9 * losses[0], losses
+    assert all(0 <= float(row["val_dice"]) <= 1 for row in rows)
+    assert all(float(row["lr"]) == pytest.approx(5e-3) for row in rows)
+
+
+def test_run_directory_follows_the_contract(tiny_run):
+    names = {path.name for path in tiny_run.iterdir()}
+    assert {
+        "model.keras",
+        "config.toml",
+        "history.csv",
+        "eval.json",
+        "inference.json",
+        "dataset.json",
+        "previews",
+    } <= names
+    assert tiny_run.name.startswith("tiny-")
+    previews = sorted(path.name for path in (tiny_run / "previews").iterdir())
+    assert previews == [f"epoch_{epoch:03d}.png" for epoch in range(1, EPOCHS + 1)]
+
+    config = tomllib.loads((tiny_run / "config.toml").read_text())
+    assert config["train"]["epochs"] == EPOCHS and config["model"]["base_filters"] == 8
+
+    inference = json.loads((tiny_run / "inference.json").read_text())
+    assert inference["scale"] == {"mode": "short_side", "value": 64}
+    assert inference["tile"] == 64 and inference["overlap"] == 0.25
+    assert inference["blend"] == "gaussian" and inference["tta"] is None
+    assert inference["threshold"] in (0.4, 0.5)
+    assert inference["postprocess"] in ({}, {"fill_holes": True})
+    assert inference["downsampling"] == 4 and inference["input_channels"] == 3
+    assert inference["normalization"] == "rescale_0_1 inside the model"
+    assert inference["classes"] == [{"name": "foreground", "color": [255, 64, 64]}]
+    assert len(inference["selection"]["candidates"]) == 4
+
+    report = json.loads((tiny_run / "eval.json").read_text())
+    assert report["split"].endswith("test.csv")
+    assert report["settings"]["threshold"] == inference["threshold"]
+    assert [row["image"] for row in report["images"]] == ["ISIC_0001769", "ISIC_0003462"]
+    for name in ("dice", "jaccard", "threshold_jaccard", "sensitivity", "specificity"):
+        assert 0 <= report["mean"][name] <= 1
+        assert report["mean"][name] == pytest.approx(
+            np.mean([row[name] for row in report["images"]])
+        )
+
+    dataset = json.loads((tiny_run / "dataset.json").read_text())
+    assert dataset["licence"] == "CC-0" and dataset["train_split"].endswith("train.csv")
+
+
+def test_best_checkpoint_is_plain_float32_keras(tiny_run, shared_data):
+    model = keras.saving.load_model(tiny_run / "model.keras", safe_mode=True)
+    assert not model.compiled
+    assert {layer.compute_dtype for layer in model.layers} == {"float32"}
+    best = max(float(row["val_dice"]) for row in _history(tiny_run))
+    state = json.loads((tiny_run / "resume" / "state.json").read_text())
+    assert state["epoch"] == EPOCHS and state["best"] == pytest.approx(best)
+    image = np.zeros((1, 64, 96, 3), "float32")
+    assert model.predict(image, verbose=0).shape == (1, 64, 96, 1)
+
+
+def test_resume_continues_from_the_saved_epoch(tiny_run, tmp_path):
+    copy = tmp_path / tiny_run.name
+    shutil.copytree(tiny_run, copy)
+    config = load_config(copy / "config.toml", overrides=[f"train.epochs={EPOCHS + 1}"])
+    train.train(config, resume=copy)
+    rows = _history(copy)
+    assert [int(row["epoch"]) for row in rows] == list(range(1, EPOCHS + 2))
+    assert rows[:EPOCHS] == _history(tiny_run)
+    assert json.loads((copy / "resume" / "state.json").read_text())["epoch"] == EPOCHS + 1
+    assert (copy / "previews" / f"epoch_{EPOCHS + 1:03d}.png").is_file()
+
+
+def test_distributed_code_path_runs_on_one_device(tiny_config, tmp_path):
+    config = copy.deepcopy(tiny_config)
+    config["train"]["epochs"] = 1
+    config["preview"] = {"count": 0}
+    config["eval"] = {"split": ""}
+    run_dir = train.train(config, runs_dir=tmp_path, distribute=True)
+    assert len(_history(run_dir)) == 1
+    report = json.loads((run_dir / "eval.json").read_text())
+    assert report["split"].endswith("valid.csv") and len(report["images"]) == 4
+
+
+def test_evaluate_command_uses_the_run_settings(tiny_run, shared_data, tmp_path, capsys):
+    images, masks = tmp_path / "images", tmp_path / "masks"
+    images.mkdir()
+    masks.mkdir()
+    for image, mask in load_pairs(shared_data / "isic2017" / "valid")[:3]:
+        (images / image.name).symlink_to(image)
+        (masks / mask.name).symlink_to(mask)
+    output = tmp_path / "report.json"
+    status = evaluate.main(
+        [str(tiny_run), "--images", str(images), "--masks", str(masks), "--output", str(output)]
+    )
+    assert status == 0
+    report = json.loads(output.read_text())
+    inference = json.loads((tiny_run / "inference.json").read_text())
+    assert report["settings"] == {k: inference[k] for k in report["settings"]}
+    assert len(report["images"]) == 3 and 0 <= report["mean"]["dice"] <= 1
+    assert "jaccard" in capsys.readouterr().out
+    assert (
+        evaluate.main([str(tiny_run), "--images", str(tmp_path / "no"), "--masks", str(masks)]) == 2
+    )
+
+
+def test_train_command_reports_config_errors(tmp_path, capsys):
+    assert train.main(["--set", "train.epoch=1", "--from-seed-config", str(tmp_path / "x")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert train.main(["--set", "train.epoch=1", str(CONFIGS / "isic2017.toml")]) == 2
+    assert "Did you mean 'epochs'" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        train.main([])

@@ -1,0 +1,283 @@
+"""Full-resolution evaluation and the choice of inference defaults, through the tiledseg engine.
+
+Every prediction goes through :class:`tiledseg.TiledPredictor` (the one tiled-inference
+implementation) at the model's pixel scale, then :func:`tiledseg.postprocess.postprocess`, and
+is scored against the full-size mask with :func:`tiledseg.metrics.segmentation_metrics`.
+
+Command line::
+
+    python -m training.evaluate RUN_DIR_OR_MODEL --images DIR --masks DIR [--output eval.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+
+from tiledseg import PixelScale, TiledPredictor
+from tiledseg.io import read_image, read_mask
+from tiledseg.metrics import mean_metrics, metric_counts, segmentation_metrics
+from tiledseg.postprocess import postprocess
+from tiledseg.tiling import downsampling_factor
+from training.run_dir import INFERENCE_FILE, MODEL_FILE, read_json, write_json
+
+__all__ = [
+    "default_settings",
+    "evaluate_pairs",
+    "load_for_evaluation",
+    "main",
+    "select_inference_settings",
+]
+
+_SETTING_KEYS = ("scale", "tile", "overlap", "blend", "threshold", "tta", "postprocess")
+
+
+def default_settings(scale: PixelScale | dict | float = 1.0) -> dict[str, Any]:
+    """Inference settings with the engine's defaults at a given pixel scale."""
+    return {
+        "scale": PixelScale.from_value(scale).to_dict(),
+        "tile": 512,
+        "overlap": 0.25,
+        "blend": "gaussian",
+        "threshold": 0.5,
+        "tta": None,
+        "postprocess": {},
+    }
+
+
+def _predictor(model: keras.Model, settings: dict[str, Any]) -> TiledPredictor:
+    return TiledPredictor(
+        model,
+        tile=settings["tile"],
+        overlap=settings["overlap"],
+        blend=settings["blend"],
+        scale=PixelScale.from_value(settings["scale"]),
+        tta=settings["tta"],
+    )
+
+
+def _foreground(probabilities: np.ndarray) -> np.ndarray:
+    # Binary evaluation: a softmax model's foreground is every class but 0.
+    if probabilities.ndim == 3 and probabilities.shape[2] > 1:
+        return 1.0 - probabilities[..., 0]
+    return probabilities if probabilities.ndim == 2 else probabilities[..., 0]
+
+
+def evaluate_pairs(
+    model: keras.Model,
+    pairs: Sequence[tuple[Path, Path]],
+    settings: dict[str, Any],
+    *,
+    split: str = "",
+    progress: Callable[[int, int, str], None] | None = None,
+) -> dict[str, Any]:
+    """Predict each image at full size through the engine and score it against its mask.
+
+    Args:
+        model: keras.Model taking 0..255 pixels.
+        pairs: (image path, mask path) pairs.
+        settings: inference settings (keys scale, tile, overlap, blend, threshold, tta,
+            postprocess), e.g. a run's ``inference.json``.
+        split: str, a name for the data (recorded in the result).
+        progress: called as ``progress(done, total, image_stem)`` after each image.
+
+    Returns:
+        The ``eval.json`` dict: ``{"split", "settings", "mean", "count", "images",
+        "wall_seconds"}``; ``images`` holds one dict of metrics per image.
+
+    Example:
+        >>> report = evaluate_pairs(model, load_pairs("../shared/data/isic2017/fullres"),
+        ...                         default_settings({"mode": "short_side", "value": 256}))
+        >>> round(report["mean"]["jaccard"], 3)  # doctest: +SKIP
+    """
+    if not pairs:
+        raise ValueError("`pairs` is empty: there is nothing to evaluate.")
+    settings = {key: settings[key] for key in _SETTING_KEYS}
+    predictor = _predictor(model, settings)
+    rows = []
+    started = time.perf_counter()
+    for done, (image_path, mask_path) in enumerate(pairs, start=1):
+        image = read_image(image_path)
+        truth = read_mask(mask_path, shape=image.shape[:2])
+        probabilities = _foreground(predictor(image))
+        predicted = postprocess(
+            probabilities, threshold=settings["threshold"], **settings["postprocess"]
+        )
+        rows.append({"image": Path(image_path).stem, **segmentation_metrics(predicted, truth)})
+        if progress is not None:
+            progress(done, len(pairs), Path(image_path).stem)
+    scores = [{k: v for k, v in row.items() if k != "image"} for row in rows]
+    return {
+        "split": split,
+        "settings": settings,
+        "mean": mean_metrics(scores),
+        "count": metric_counts(scores),
+        "images": rows,
+        "wall_seconds": round(time.perf_counter() - started, 2),
+    }
+
+
+def _score(predicted: np.ndarray, truth: np.ndarray, metric: str) -> float:
+    return float(segmentation_metrics(predicted, truth)[metric])
+
+
+def select_inference_settings(
+    model: keras.Model,
+    pairs: Sequence[tuple[Path, Path]],
+    *,
+    scale: PixelScale | dict | float,
+    tiles: Sequence[int] = (512,),
+    overlaps: Sequence[float] = (0.25,),
+    blend: str = "gaussian",
+    ttas: Sequence[str | None] = (None,),
+    thresholds: Sequence[float] = (0.5,),
+    postprocess_options: Sequence[dict[str, Any]] = ({},),
+    metric: str = "dice",
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Choose tile, overlap, tta, threshold and post-processing by mean ``metric`` on ``pairs``.
+
+    Each (tile, overlap, tta) needs one pass of the engine over the images; thresholds and
+    post-processing options are then tried on the kept probability maps. Ties keep the earlier
+    candidate, so list the defaults first.
+
+    Args:
+        model: keras.Model.
+        pairs: validation (image, mask) pairs (never the test split).
+        scale: the model's training pixel scale (not searched).
+        tiles, overlaps, blend, ttas, thresholds, postprocess_options: the candidates.
+        metric: str, default "dice". A key of ``segmentation_metrics`` (higher is better).
+
+    Returns:
+        (best settings, one row per candidate with its mean score).
+
+    Example:
+        >>> best, table = select_inference_settings(model, valid_pairs, scale=1.0,
+        ...                                         thresholds=[0.4, 0.5, 0.6])
+    """
+    if not pairs:
+        raise ValueError("`pairs` is empty: there is nothing to choose settings on.")
+    truths = []
+    images = []
+    for image_path, mask_path in pairs:
+        image = read_image(image_path)
+        images.append(image)
+        truths.append(read_mask(mask_path, shape=image.shape[:2]))
+    table = []
+    best: tuple[float, dict[str, Any]] | None = None
+    for tile, overlap, tta in itertools.product(tiles, overlaps, ttas):
+        settings = default_settings(scale)
+        settings.update(tile=int(tile), overlap=float(overlap), blend=blend, tta=tta)
+        predictor = _predictor(model, settings)
+        maps = [_foreground(predictor(image)) for image in images]
+        for threshold, options in itertools.product(thresholds, postprocess_options):
+            candidate = {**settings, "threshold": float(threshold), "postprocess": dict(options)}
+            scores = [
+                _score(postprocess(p, threshold=float(threshold), **options), t, metric)
+                for p, t in zip(maps, truths, strict=True)
+            ]
+            mean = float(np.mean(scores))
+            table.append({**candidate, metric: mean})
+            if best is None or mean > best[0]:
+                best = (mean, candidate)
+    return best[1], table
+
+
+def load_for_evaluation(reference: str) -> tuple[keras.Model, dict[str, Any]]:
+    """Load a run directory, a ``.keras`` file or a zoo reference, with its inference settings.
+
+    A run directory gives ``model.keras`` and ``inference.json``; a ``.keras`` file the engine's
+    defaults; anything else goes through :func:`tiledseg.loading.load_model` and its metadata.
+    """
+    path = Path(reference)
+    if path.is_dir() and (path / MODEL_FILE).is_file():
+        model = keras.saving.load_model(path / MODEL_FILE, safe_mode=True)
+        settings = default_settings()
+        if (path / INFERENCE_FILE).is_file():
+            chosen = read_json(path / INFERENCE_FILE)
+            settings.update({k: chosen[k] for k in _SETTING_KEYS if k in chosen})
+        return model, settings
+    if path.suffix == ".keras" and path.is_file():
+        return keras.saving.load_model(path, safe_mode=True), default_settings()
+    from tiledseg.loading import load_model
+
+    loaded = load_model(reference)
+    if isinstance(loaded, keras.Model):
+        return loaded, default_settings()
+    meta = loaded.meta
+    settings = default_settings(getattr(meta, "scale", 1.0))
+    for key in _SETTING_KEYS[1:]:
+        value = getattr(meta, key, None)
+        if value is not None or key == "tta":
+            settings[key] = value if key != "postprocess" else dict(value or {})
+    return loaded.model, settings
+
+
+def _parse_scale(text: str) -> PixelScale:
+    if "=" in text:
+        mode, value = text.split("=", 1)
+        return PixelScale(mode.strip(), float(value))
+    return PixelScale("factor", float(text))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command-line entry point; returns the exit status."""
+    parser = argparse.ArgumentParser(
+        prog="python -m training.evaluate",
+        description="Evaluate a model at full resolution through the tiledseg engine.",
+    )
+    parser.add_argument("model", help="run directory, .keras file, or zoo reference")
+    parser.add_argument("--images", required=True, help="folder of images")
+    parser.add_argument("--masks", required=True, help="folder of masks (<id>.png)")
+    parser.add_argument("--split", default="", help="name recorded in the report")
+    parser.add_argument("--scale", help="factor (0.25) or mode=value (short_side=256)")
+    parser.add_argument("--tile", type=int)
+    parser.add_argument("--overlap", type=float)
+    parser.add_argument("--threshold", type=float)
+    parser.add_argument("--tta", choices=["none", "flips"])
+    parser.add_argument("--output", help="write the report as JSON here")
+    args = parser.parse_args(argv)
+
+    from tiledseg.errors import TiledsegError
+    from training.data import load_pairs
+
+    try:
+        model, settings = load_for_evaluation(args.model)
+        if args.scale:
+            settings["scale"] = _parse_scale(args.scale).to_dict()
+        for key in ("tile", "overlap", "threshold"):
+            if getattr(args, key) is not None:
+                settings[key] = getattr(args, key)
+        if args.tta:
+            settings["tta"] = None if args.tta == "none" else args.tta
+        pairs = load_pairs({"images": args.images, "masks": args.masks})
+    except (TiledsegError, OSError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+
+    print(f"Evaluating {len(pairs)} images, factor {downsampling_factor(model)}, {settings}")
+    report = evaluate_pairs(
+        model,
+        pairs,
+        settings,
+        split=args.split or str(args.images),
+        progress=lambda done, total, stem: print(f"  [{done}/{total}] {stem}", flush=True),
+    )
+    for name, value in report["mean"].items():
+        print(f"{name:>18}: {value:.4f}")
+    print(f"{'wall seconds':>18}: {report['wall_seconds']}")
+    if args.output:
+        write_json(args.output, report)
+        print(f"Wrote {args.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,294 @@
+"""Segmentation losses and metrics in ``keras.ops`` (any Keras backend).
+
+Targets are masks with values 0/1: ``(batch, H, W, 1)`` for a sigmoid model, or, for a softmax
+model with C channels, either a class-index map ``(batch, H, W, 1)`` (one-hot encoded here) or
+one-hot ``(batch, H, W, C)``. Overlap scores are computed per image and averaged over the batch.
+
+Every class is registered with ``keras.saving.register_keras_serializable(package="tiledseg")``
+so a compiled model (the resumable checkpoint) reloads; the published best checkpoint is saved
+uncompiled and needs none of them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import keras
+from keras import ops
+
+from tiledseg._validation import validate_choice, validate_range
+
+__all__ = [
+    "LOSSES",
+    "BceDiceLoss",
+    "DiceLoss",
+    "DiceScore",
+    "FocalLoss",
+    "IoUScore",
+    "JaccardLoss",
+    "TverskyLoss",
+    "bce_dice_loss",
+    "dice_coefficient",
+    "focal_loss",
+    "get_loss",
+    "jaccard_coefficient",
+    "tversky_index",
+]
+
+_EPSILON = 1e-7
+
+
+def _align(y_true, y_pred):
+    """Cast to float32 and one-hot encode a class-index target for a softmax prediction."""
+    y_pred = ops.cast(y_pred, "float32")
+    y_true = ops.cast(y_true, "float32")
+    channels = y_pred.shape[-1]
+    if channels is not None and channels > 1 and y_true.shape[-1] == 1:
+        y_true = ops.one_hot(ops.cast(ops.squeeze(y_true, -1), "int32"), channels)
+    return y_true, y_pred
+
+
+def _per_image_sums(y_true, y_pred):
+    """True positives, false positives and false negatives summed over H, W per image/channel."""
+    axes = (1, 2)
+    true_pos = ops.sum(y_true * y_pred, axis=axes)
+    false_pos = ops.sum((1.0 - y_true) * y_pred, axis=axes)
+    false_neg = ops.sum(y_true * (1.0 - y_pred), axis=axes)
+    return true_pos, false_pos, false_neg
+
+
+def tversky_index(y_true, y_pred, alpha: float = 0.5, beta: float = 0.5, smooth: float = 1.0):
+    """Soft Tversky index per image, averaged over channels: TP / (TP + a*FP + b*FN).
+
+    ``alpha = beta = 0.5`` is the Dice coefficient, ``alpha = beta = 1`` the Jaccard index.
+    """
+    y_true, y_pred = _align(y_true, y_pred)
+    true_pos, false_pos, false_neg = _per_image_sums(y_true, y_pred)
+    index = (true_pos + smooth) / (true_pos + alpha * false_pos + beta * false_neg + smooth)
+    return ops.mean(index, axis=-1)
+
+
+def dice_coefficient(y_true, y_pred, smooth: float = 1.0):
+    """Soft Dice coefficient per image: 2TP / (2TP + FP + FN), smoothed."""
+    return tversky_index(y_true, y_pred, 0.5, 0.5, smooth)
+
+
+def jaccard_coefficient(y_true, y_pred, smooth: float = 1.0):
+    """Soft Jaccard index (IoU) per image: TP / (TP + FP + FN), smoothed."""
+    return tversky_index(y_true, y_pred, 1.0, 1.0, smooth)
+
+
+def _crossentropy(y_true, y_pred):
+    """Mean pixel cross-entropy per image: binary for one channel, categorical for several."""
+    y_pred = ops.clip(y_pred, _EPSILON, 1.0 - _EPSILON)
+    if y_pred.shape[-1] == 1:
+        pixel = -(y_true * ops.log(y_pred) + (1.0 - y_true) * ops.log(1.0 - y_pred))
+    else:
+        pixel = -ops.sum(y_true * ops.log(y_pred), axis=-1, keepdims=True)
+    return ops.mean(pixel, axis=(1, 2, 3))
+
+
+def bce_dice_loss(y_true, y_pred):
+    """The seeds' ``bce_dice_loss``: cross-entropy plus (1 - soft Dice), per image."""
+    y_true, y_pred = _align(y_true, y_pred)
+    return _crossentropy(y_true, y_pred) + 1.0 - dice_coefficient(y_true, y_pred)
+
+
+def focal_loss(y_true, y_pred, gamma: float = 2.0, alpha: float = 0.25):
+    """Focal loss (Lin et al. 2017) per image; ``alpha`` weights the foreground (binary only)."""
+    y_true, y_pred = _align(y_true, y_pred)
+    y_pred = ops.clip(y_pred, _EPSILON, 1.0 - _EPSILON)
+    if y_pred.shape[-1] == 1:
+        p_true = y_true * y_pred + (1.0 - y_true) * (1.0 - y_pred)
+        weight = y_true * alpha + (1.0 - y_true) * (1.0 - alpha)
+        pixel = -weight * ops.power(1.0 - p_true, gamma) * ops.log(p_true)
+    else:
+        pixel = -y_true * ops.power(1.0 - y_pred, gamma) * ops.log(y_pred)
+        pixel = ops.sum(pixel, axis=-1, keepdims=True)
+    return ops.mean(pixel, axis=(1, 2, 3))
+
+
+class _ConfiguredLoss(keras.losses.Loss):
+    """A loss whose keyword settings round-trip through ``get_config``."""
+
+    def __init__(self, name: str, reduction: str = "sum_over_batch_size", **settings: Any):
+        super().__init__(name=name, reduction=reduction)
+        self.settings = settings
+
+    def get_config(self) -> dict[str, Any]:
+        return {"name": self.name, "reduction": self.reduction, **self.settings}
+
+
+@keras.saving.register_keras_serializable(package="tiledseg")
+class BceDiceLoss(_ConfiguredLoss):
+    """Binary (or categorical) cross-entropy plus Dice loss: the seeds' default.
+
+    Example:
+        >>> model.compile(optimizer="adam", loss=BceDiceLoss())
+    """
+
+    def __init__(self, name: str = "bce_dice", reduction: str = "sum_over_batch_size"):
+        super().__init__(name, reduction)
+
+    def call(self, y_true, y_pred):
+        return bce_dice_loss(y_true, y_pred)
+
+
+@keras.saving.register_keras_serializable(package="tiledseg")
+class DiceLoss(_ConfiguredLoss):
+    """1 - soft Dice coefficient, per image."""
+
+    def __init__(self, smooth: float = 1.0, name: str = "dice_loss", **kwargs: Any):
+        super().__init__(name, smooth=smooth, **kwargs)
+
+    def call(self, y_true, y_pred):
+        return 1.0 - dice_coefficient(y_true, y_pred, self.settings["smooth"])
+
+
+@keras.saving.register_keras_serializable(package="tiledseg")
+class JaccardLoss(_ConfiguredLoss):
+    """1 - soft Jaccard index (IoU loss), per image."""
+
+    def __init__(self, smooth: float = 1.0, name: str = "jaccard_loss", **kwargs: Any):
+        super().__init__(name, smooth=smooth, **kwargs)
+
+    def call(self, y_true, y_pred):
+        return 1.0 - jaccard_coefficient(y_true, y_pred, self.settings["smooth"])
+
+
+@keras.saving.register_keras_serializable(package="tiledseg")
+class FocalLoss(_ConfiguredLoss):
+    """Focal loss with focusing ``gamma`` and foreground weight ``alpha``."""
+
+    def __init__(
+        self, gamma: float = 2.0, alpha: float = 0.25, name: str = "focal_loss", **kwargs: Any
+    ):
+        validate_range(gamma, "gamma", low=0.0)
+        validate_range(alpha, "alpha", low=0.0, high=1.0)
+        super().__init__(name, gamma=gamma, alpha=alpha, **kwargs)
+
+    def call(self, y_true, y_pred):
+        return focal_loss(y_true, y_pred, self.settings["gamma"], self.settings["alpha"])
+
+
+@keras.saving.register_keras_serializable(package="tiledseg")
+class TverskyLoss(_ConfiguredLoss):
+    """1 - Tversky index; ``beta > alpha`` penalises missed foreground more (recall)."""
+
+    def __init__(
+        self,
+        alpha: float = 0.3,
+        beta: float = 0.7,
+        smooth: float = 1.0,
+        name: str = "tversky_loss",
+        **kwargs: Any,
+    ):
+        validate_range(alpha, "alpha", low=0.0)
+        validate_range(beta, "beta", low=0.0)
+        super().__init__(name, alpha=alpha, beta=beta, smooth=smooth, **kwargs)
+
+    def call(self, y_true, y_pred):
+        s = self.settings
+        return 1.0 - tversky_index(y_true, y_pred, s["alpha"], s["beta"], s["smooth"])
+
+
+LOSSES = {
+    "bce": keras.losses.BinaryCrossentropy,
+    "bce_dice": BceDiceLoss,
+    "dice": DiceLoss,
+    "jaccard": JaccardLoss,
+    "focal": FocalLoss,
+    "tversky": TverskyLoss,
+}
+
+
+def get_loss(name: str, **settings: Any) -> keras.losses.Loss:
+    """Return a loss by name: "bce_dice", "bce", "dice", "jaccard", "focal" or "tversky".
+
+    Args:
+        name: str. The loss name (the seeds' ``"bce_dice_loss"`` is accepted too).
+        **settings: the loss's keyword arguments (e.g. ``alpha``, ``beta`` for Tversky).
+
+    Returns:
+        A registered ``keras.losses.Loss`` instance.
+
+    Raises:
+        ValueError: unknown name.
+
+    Example:
+        >>> get_loss("tversky", alpha=0.3, beta=0.7)
+    """
+    aliases = {
+        "bce_dice_loss": "bce_dice",
+        "binary_crossentropy": "bce",
+        "dice_loss": "dice",
+        "iou_loss": "jaccard",
+    }
+    name = aliases.get(name, name)
+    validate_choice(name, LOSSES, "loss")
+    return LOSSES[name](**settings)
+
+
+class _OverlapScore(keras.metrics.Metric):
+    """Mean over images of a thresholded overlap score; an image with nothing to find and
+    nothing found scores 1."""
+
+    _jaccard = False
+
+    def __init__(self, threshold: float = 0.5, name: str | None = None, **kwargs: Any):
+        super().__init__(name=name, **kwargs)
+        validate_range(threshold, "threshold", low=0.0, high=1.0)
+        self.threshold = threshold
+        self.total = self.add_variable(shape=(), initializer="zeros", name="total")
+        self.count = self.add_variable(shape=(), initializer="zeros", name="count")
+
+    def _hard_masks(self, y_true, y_pred):
+        y_true, y_pred = _align(y_true, y_pred)
+        if y_pred.shape[-1] == 1:
+            return ops.cast(y_true >= 0.5, "float32"), ops.cast(y_pred >= self.threshold, "float32")
+        classes = y_pred.shape[-1]
+        predicted = ops.one_hot(ops.argmax(y_pred, axis=-1), classes)
+        # Background (class 0) is left out: it would inflate the score.
+        return y_true[..., 1:], predicted[..., 1:]
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        truth, predicted = self._hard_masks(y_true, y_pred)
+        true_pos, false_pos, false_neg = _per_image_sums(truth, predicted)
+        overlap = true_pos if self._jaccard else 2.0 * true_pos
+        denominator = overlap + false_pos + false_neg
+        score = ops.where(denominator > 0, overlap / ops.maximum(denominator, 1.0), 1.0)
+        score = ops.mean(score, axis=-1)
+        self.total.assign_add(ops.sum(score))
+        self.count.assign_add(ops.cast(ops.shape(score)[0], "float32"))
+
+    def result(self):
+        return self.total / ops.maximum(self.count, 1.0)
+
+    def reset_state(self):
+        self.total.assign(0.0)
+        self.count.assign(0.0)
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "threshold": self.threshold}
+
+
+@keras.saving.register_keras_serializable(package="tiledseg")
+class DiceScore(_OverlapScore):
+    """Dice coefficient of the thresholded prediction, averaged over images (logged as "dice").
+
+    Example:
+        >>> model.compile(optimizer="adam", loss=BceDiceLoss(), metrics=[DiceScore(), IoUScore()])
+    """
+
+    def __init__(self, threshold: float = 0.5, name: str = "dice", **kwargs: Any):
+        super().__init__(threshold=threshold, name=name, **kwargs)
+
+
+@keras.saving.register_keras_serializable(package="tiledseg")
+class IoUScore(_OverlapScore):
+    """Jaccard index (IoU) of the thresholded prediction, averaged over images ("iou")."""
+
+    _jaccard = True
+
+    def __init__(self, threshold: float = 0.5, name: str = "iou", **kwargs: Any):
+        super().__init__(threshold=threshold, name=name, **kwargs)

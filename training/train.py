@@ -1,0 +1,392 @@
+"""Train a segmentation model from an experiment config and write a run directory.
+
+Command line::
+
+    python -m training.train training/configs/isic2017.toml [--set train.epochs=5]
+    python -m training.train --from-seed-config path/to/train_eval_infer.config
+    python -m training.train --resume runs/unet-isic2017-20250101-120000
+
+The run directory layout is described in :mod:`training.run_dir`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import math
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import keras
+
+from tiledseg._validation import validate_choice
+from tiledseg.errors import TiledsegError
+from tiledseg.scale import PixelScale
+from tiledseg.tiling import downsampling_factor
+from training import _callbacks as callbacks
+from training.augment import build_augmenter
+from training.config import load_config, write_config
+from training.data import SegmentationDataset, load_pairs
+from training.evaluate import evaluate_pairs, select_inference_settings
+from training.losses import DiceScore, IoUScore, get_loss
+from training.models import build_model
+from training.run_dir import (
+    CONFIG_FILE,
+    DATASET_FILE,
+    EVAL_FILE,
+    HISTORY_FILE,
+    INFERENCE_FILE,
+    MODEL_FILE,
+    PREVIEWS_DIR,
+    RESUME_MODEL_FILE,
+    RESUME_STATE_FILE,
+    new_run_dir,
+    read_json,
+    write_json,
+)
+
+__all__ = ["main", "train"]
+
+PRECISIONS = ("off", "mixed_float16", "mixed_bfloat16")
+SCHEDULES = ("plateau", "cosine", "constant")
+OPTIMIZERS = ("adam", "adamw")
+_NORMALIZATION = {
+    "unet": "rescale_0_1 inside the model",
+    "attention_unet": "rescale_0_1 inside the model",
+    "mobilenet_v2": "rescale_-1_1 inside the model",
+    "efficientnet_b0": "EfficientNet rescaling and normalization inside the model",
+}
+
+
+def _source(root: Path, value: str | dict) -> Path | dict[str, str]:
+    if isinstance(value, dict):
+        return {key: str(root / value[key]) for key in ("images", "masks")}
+    return root / value
+
+
+def _split_label(value: str | dict) -> str:
+    return value if isinstance(value, str) else value["images"]
+
+
+def _model_from_config(model_cfg: dict[str, Any]) -> keras.Model:
+    common = {
+        key: model_cfg[key] for key in ("input_channels", "num_classes", "batch_norm", "activation")
+    }
+    architecture = model_cfg["architecture"]
+    if architecture == "backbone_unet":
+        weights = None if model_cfg["encoder_weights"] == "none" else model_cfg["encoder_weights"]
+        return build_model(
+            architecture,
+            encoder=model_cfg["encoder"],
+            weights=weights,
+            decoder_filters=model_cfg["decoder_filters"],
+            freeze_encoder=model_cfg["freeze_encoder"],
+            **common,
+        )
+    keys = ("base_filters", "num_levels", "base_kernel", "dilation", "dropout")
+    return build_model(architecture, **common, **{key: model_cfg[key] for key in keys})
+
+
+def _optimizer(train_cfg: dict[str, Any], steps_per_epoch: int) -> keras.optimizers.Optimizer:
+    validate_choice(train_cfg["optimizer"], OPTIMIZERS, "train.optimizer")
+    validate_choice(train_cfg["schedule"], SCHEDULES, "train.schedule")
+    rate = train_cfg["learning_rate"]
+    if train_cfg["schedule"] == "cosine":
+        rate = keras.optimizers.schedules.CosineDecay(
+            rate,
+            decay_steps=max(1, train_cfg["epochs"] * steps_per_epoch),
+            alpha=train_cfg["min_learning_rate"] / rate,
+        )
+    options: dict[str, Any] = {"learning_rate": rate}
+    if train_cfg["clipvalue"] > 0:
+        options["clipvalue"] = train_cfg["clipvalue"]
+    if train_cfg["optimizer"] == "adamw":
+        return keras.optimizers.AdamW(weight_decay=train_cfg["weight_decay"], **options)
+    return keras.optimizers.Adam(**options)
+
+
+def _distribution(enabled: bool) -> tuple[contextlib.AbstractContextManager, int]:
+    """A scope for data-parallel training on every local accelerator (or the CPU)."""
+    if not enabled:
+        return contextlib.nullcontext(), 1
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf  # the point here: tf.distribute
+
+        devices = [device.name for device in tf.config.list_logical_devices("GPU")]
+        strategy = tf.distribute.MirroredStrategy(devices or ["/cpu:0"])
+        return strategy.scope(), strategy.num_replicas_in_sync
+    if backend == "jax":
+        devices = keras.distribution.list_devices()
+        keras.distribution.set_distribution(keras.distribution.DataParallel(devices=devices))
+        return contextlib.nullcontext(), len(devices)
+    raise ValueError(
+        "`--distribute` works with the tensorflow (MirroredStrategy) and jax (DataParallel) "
+        f"backends. Set KERAS_BACKEND to one of them. Received: backend={backend!r}"
+    )
+
+
+def _datasets(config: dict[str, Any], root: Path):
+    data, train_cfg = config["data"], config["train"]
+    common = {
+        "scale": data["scale"],
+        "crop_size": data["crop_size"],
+        "batch_size": train_cfg["batch_size"],
+        "cache": data["cache"],
+        "workers": data["workers"],
+        "max_queue_size": data["max_queue_size"],
+        "seed": config["seed"],
+    }
+    for key in ("train", "valid"):
+        if not data[key]:
+            raise ValueError(f"`data.{key}` is empty: give a dataset folder, table or CSV.")
+    train_pairs = load_pairs(_source(root, data["train"]))
+    valid_pairs = load_pairs(_source(root, data["valid"]))
+    augmenter = build_augmenter(config["augment"])
+    train_data = SegmentationDataset(
+        train_pairs,
+        training=True,
+        augmenter=augmenter,
+        crops_per_image=data["crops_per_image"],
+        **common,
+    )
+    valid_data = SegmentationDataset(valid_pairs, training=False, **common)
+    return train_data, valid_data, valid_pairs
+
+
+def _compile(model: keras.Model, config: dict[str, Any], steps_per_epoch: int) -> None:
+    train_cfg = config["train"]
+    model.compile(
+        optimizer=_optimizer(train_cfg, steps_per_epoch),
+        loss=get_loss(train_cfg["loss"], **train_cfg["loss_options"]),
+        metrics=[DiceScore(), IoUScore()],
+    )
+
+
+def _callback_list(run_dir, config, initial_epoch, best_value, valid_pairs):
+    train_cfg = config["train"]
+    best = callbacks.BestCheckpoint(run_dir / MODEL_FILE, "val_dice", best_value)
+    items = [
+        callbacks.HistoryWriter(run_dir / HISTORY_FILE, initial_epoch),
+        best,
+        callbacks.ResumeState(run_dir, best),
+        callbacks.TimeLimit(train_cfg["time_limit_minutes"]),
+        keras.callbacks.EarlyStopping(
+            monitor="val_dice", mode="max", patience=train_cfg["early_stopping_patience"]
+        ),
+    ]
+    if train_cfg["schedule"] == "plateau":
+        items.append(
+            keras.callbacks.ReduceLROnPlateau(
+                monitor="val_dice",
+                mode="max",
+                factor=train_cfg["plateau_factor"],
+                patience=train_cfg["plateau_patience"],
+                min_lr=train_cfg["min_learning_rate"],
+                verbose=1,
+            )
+        )
+    count = config["preview"]["count"]
+    if count > 0:
+        items.append(
+            callbacks.Previews(
+                run_dir / PREVIEWS_DIR,
+                valid_pairs[:count],
+                scale=config["data"]["scale"],
+                tile=config["data"]["crop_size"],
+            )
+        )
+    return items
+
+
+def _finish(run_dir: Path, config: dict[str, Any], root: Path, valid_pairs) -> dict[str, Any]:
+    """Choose inference defaults on the validation split, then evaluate at full size."""
+    model = keras.saving.load_model(run_dir / MODEL_FILE, safe_mode=True)
+    inference_cfg = config["inference"]
+    scale = PixelScale.from_value(config["data"]["scale"])
+    print(f"Choosing inference settings on {len(valid_pairs)} validation images...")
+    settings, table = select_inference_settings(
+        model,
+        valid_pairs,
+        scale=scale,
+        tiles=inference_cfg["tile"],
+        overlaps=inference_cfg["overlap"],
+        blend=inference_cfg["blend"],
+        ttas=[None if tta == "none" else tta for tta in inference_cfg["tta"]],
+        thresholds=inference_cfg["threshold"],
+        postprocess_options=inference_cfg["postprocess"],
+        metric=inference_cfg["select_metric"],
+    )
+    model_cfg = config["model"]
+    normalization = model_cfg["architecture"]
+    if normalization == "backbone_unet":
+        normalization = model_cfg["encoder"]
+    inference = {
+        **settings,
+        "downsampling": downsampling_factor(model),
+        "input_channels": model_cfg["input_channels"],
+        "normalization": _NORMALIZATION[normalization],
+        "classes": inference_cfg["classes"],
+        "selection": {
+            "split": _split_label(config["data"]["valid"]),
+            "metric": inference_cfg["select_metric"],
+            "candidates": table,
+        },
+    }
+    write_json(run_dir / INFERENCE_FILE, inference)
+
+    split = config["eval"]["split"] or config["data"]["valid"]
+    pairs = load_pairs(_source(root, split)) if config["eval"]["split"] else valid_pairs
+    print(f"Evaluating at full resolution on {len(pairs)} images ({_split_label(split)})...")
+    report = evaluate_pairs(
+        model,
+        pairs,
+        settings,
+        split=_split_label(split),
+        progress=lambda done, total, stem: print(f"  [{done}/{total}] {stem}", flush=True),
+    )
+    write_json(run_dir / EVAL_FILE, report)
+    return report
+
+
+def train(
+    config: dict[str, Any],
+    *,
+    runs_dir: str | Path = "runs",
+    resume: str | Path | None = None,
+    distribute: bool = False,
+) -> Path:
+    """Train a model as ``config`` says and write a run directory.
+
+    Args:
+        config: a resolved config (:func:`training.config.load_config`).
+        runs_dir: where the run directory is created. Default "runs".
+        resume: an existing run directory to continue (its config.toml is ``config``).
+        distribute: train data-parallel on all local devices (MirroredStrategy on TensorFlow,
+            DataParallel on JAX); with one device this runs the same code path on it.
+
+    Returns:
+        The run directory.
+
+    Raises:
+        ValueError, FileNotFoundError: bad config or data.
+
+    Example:
+        >>> run = train(load_config("training/configs/isic2017.toml",
+        ...                         overrides=["train.epochs=1"]))
+    """
+    train_cfg = config["train"]
+    validate_choice(train_cfg["mixed_precision"], PRECISIONS, "train.mixed_precision")
+    root = Path(config["data"]["root"]).resolve()
+    config["data"]["root"] = str(root)
+    keras.utils.set_random_seed(config["seed"])
+    train_data, valid_data, valid_pairs = _datasets(config, root)
+    steps = train_cfg["steps_per_epoch"] or len(train_data)
+
+    run_dir = Path(resume) if resume else new_run_dir(runs_dir, config["name"])
+    initial_epoch, best_value = 0, -math.inf
+    if resume:
+        state = read_json(run_dir / RESUME_STATE_FILE)
+        initial_epoch, best_value = int(state["epoch"]), float(state["best"])
+    write_config(config, run_dir / CONFIG_FILE)
+    dataset_info = {
+        **config["dataset"],
+        "train_split": _split_label(config["data"]["train"]),
+        "valid_split": _split_label(config["data"]["valid"]),
+    }
+    write_json(run_dir / DATASET_FILE, dataset_info)
+
+    previous_policy = keras.config.dtype_policy()
+    policy = train_cfg["mixed_precision"]
+    keras.config.set_dtype_policy("float32" if policy == "off" else policy)
+    try:
+        scope, replicas = _distribution(distribute)
+        if train_cfg["batch_size"] % replicas:
+            raise ValueError(
+                f"`train.batch_size` ({train_cfg['batch_size']}) must be a multiple of the "
+                f"number of devices ({replicas})."
+            )
+        with scope:
+            if resume:
+                import training.losses  # noqa: F401  registers the loss and metrics
+
+                model = keras.saving.load_model(run_dir / RESUME_MODEL_FILE, safe_mode=True)
+            else:
+                model = _model_from_config(config["model"])
+                _compile(model, config, steps)
+        factor = downsampling_factor(model)
+        if config["data"]["crop_size"] % factor:
+            raise ValueError(
+                f"`data.crop_size` ({config['data']['crop_size']}) must be a multiple of the "
+                f"model's downsampling factor ({factor})."
+            )
+        print(
+            f"Run directory: {run_dir}\nModel {model.name}: {model.count_params():,} "
+            f"parameters, downsampling {factor}, {len(train_data)} batches per epoch, "
+            f"{replicas} device(s)"
+        )
+        started = time.perf_counter()
+        if initial_epoch < train_cfg["epochs"]:
+            model.fit(
+                train_data,
+                validation_data=valid_data,
+                epochs=train_cfg["epochs"],
+                initial_epoch=initial_epoch,
+                steps_per_epoch=train_cfg["steps_per_epoch"] or None,
+                callbacks=_callback_list(run_dir, config, initial_epoch, best_value, valid_pairs),
+                verbose=train_cfg["verbose"],
+            )
+        print(f"Training took {time.perf_counter() - started:.1f} s")
+    finally:
+        keras.config.set_dtype_policy(previous_policy)
+    if not (run_dir / MODEL_FILE).is_file():
+        raise RuntimeError(f"No checkpoint was saved in {run_dir}: no epoch finished.")
+    report = _finish(run_dir, config, root, valid_pairs)
+    summary = ", ".join(f"{k} {report['mean'][k]:.4f}" for k in ("dice", "jaccard"))
+    print(f"Full-resolution {report['split']}: {summary}\nRun directory: {run_dir}")
+    return run_dir
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command-line entry point; returns the exit status."""
+    parser = argparse.ArgumentParser(
+        prog="python -m training.train", description="Train a tiledseg segmentation model."
+    )
+    parser.add_argument("config", nargs="?", help="experiment TOML file")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config value, e.g. --set train.epochs=5 (repeatable)",
+    )
+    parser.add_argument(
+        "--from-seed-config", metavar="INI", help="read a seeds' train_eval_infer.config INI file"
+    )
+    parser.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run")
+    parser.add_argument("--runs-dir", default="runs", help="where run directories go")
+    parser.add_argument(
+        "--distribute", action="store_true", help="data-parallel over all local devices"
+    )
+    args = parser.parse_args(argv)
+    try:
+        if args.resume:
+            if args.config or args.from_seed_config:
+                parser.error("--resume takes its config from the run directory")
+            config = load_config(Path(args.resume) / CONFIG_FILE, overrides=args.set)
+        elif args.config or args.from_seed_config:
+            config = load_config(args.config, overrides=args.set, seed_config=args.from_seed_config)
+        else:
+            parser.error("give a CONFIG file, --from-seed-config INI, or --resume RUN_DIR")
+        train(config, runs_dir=args.runs_dir, resume=args.resume, distribute=args.distribute)
+    except (TiledsegError, OSError, ValueError, TypeError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
