@@ -41,7 +41,6 @@ def _inference_flags(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("inference (defaults come from the model's metadata)")
     group.add_argument(
         "--model",
-        required=True,
         help="a .keras file, model directory, zoo id, org/name or hf://org/name[@revision]",
     )
     group.add_argument("--revision", help="Hub revision to pin (branch, tag or commit)")
@@ -61,6 +60,24 @@ def _inference_flags(parser: argparse.ArgumentParser) -> None:
         help="whole-image inference at the model's scale (baseline)",
     )
     group.add_argument("--tta", action="store_true", help="average over flips")
+    _serving_flags(parser)
+
+
+def _serving_flags(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("TensorFlow Serving (instead of --model)")
+    group.add_argument(
+        "--serving",
+        metavar="URL",
+        help="grpc://HOST:8500/MODEL_NAME[?version=N|label=L&signature=serving_default]",
+    )
+    group.add_argument(
+        "--meta",
+        metavar="PATH_OR_ID",
+        help="the served model's tiledseg.json, its export folder, or its zoo id",
+    )
+    group.add_argument("--max-in-flight", type=int, help="batches sent at once (default 4)")
+    group.add_argument("--deadline", type=float, help="seconds allowed per call (default 60)")
+    group.add_argument("--max-message-mb", type=int, help="gRPC message size limit (default 512)")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -97,7 +114,14 @@ class _Runner:
         from tiledseg import TiledPredictor
         from tiledseg.loading import load_model
 
-        self.model = load_model(args.model, revision=args.revision)
+        if (args.model is None) == (args.serving is None):
+            raise _UserError("Give one of --model (run locally) or --serving (TF Serving URL)")
+        if args.serving is None:
+            if args.meta is not None:
+                raise _UserError("--meta goes with --serving; a --model carries its metadata")
+            self.model = load_model(args.model, revision=args.revision)
+        else:
+            self.model = _serving_model(args)
         meta = getattr(self.model, "meta", None)
         self.postprocess = dict(getattr(meta, "postprocess", None) or {})
         # The threshold may sit in the metadata on its own or among the post-processing steps.
@@ -155,6 +179,29 @@ class _Runner:
             "tiling": not self.no_tiling,
         }
         return resolved
+
+
+def _serving_model(args: argparse.Namespace) -> Any:
+    if args.meta is None:
+        raise _UserError(
+            "--serving needs --meta: the served model's tiledseg.json, its export folder "
+            "(BASE/NAME/VERSION) or its zoo id; TF Serving does not serve the metadata"
+        )
+    from tiledseg.serving import ServingModel
+
+    options = {
+        "batch_size": args.batch_size,
+        "max_in_flight": args.max_in_flight,
+        "deadline_s": args.deadline,
+        "max_message_mb": args.max_message_mb,
+    }
+    try:
+        model = ServingModel(
+            args.serving, meta=args.meta, **{k: v for k, v in options.items() if v is not None}
+        )
+    except (ValueError, TypeError) as error:  # bad URL or option; ModelLoadError is one too
+        raise _UserError(str(error)) from None
+    return model.check()  # unreachable server, missing model, wrong signature: before any image
 
 
 def _scale_dict(scale: Any) -> Any:
@@ -277,7 +324,11 @@ def _evaluate(args: argparse.Namespace) -> int:
     names = [*metrics.METRIC_NAMES, "seconds"]
     mean = metrics.mean_metrics([{k: r[k] for k in names} for r in rows])
     print(_table(rows, names, mean))
-    report = {"images": rows, "mean": mean, "settings": {"model": args.model, **runner.describe()}}
+    report = {
+        "images": rows,
+        "mean": mean,
+        "settings": {"model": args.model or args.serving, **runner.describe()},
+    }
     if args.json:
         from tiledseg.io import atomic_write_bytes
 

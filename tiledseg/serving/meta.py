@@ -1,0 +1,110 @@
+"""Find the zoo metadata (``tiledseg.json``) of a served model, without loading the model.
+
+TF Serving does not serve ``tiledseg.json``; the export puts it in ``assets.extra/`` of each
+version folder (which the server ignores), and the zoo keeps it with every model. The client
+needs it for the scale, tile, overlap, blend, threshold and downsampling factor.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from tiledseg.errors import ModelLoadError
+
+__all__ = ["read_serving_meta"]
+
+
+def read_serving_meta(source: Any, version: int | None = None) -> Any:
+    """Read a served model's metadata from a file, an export folder or the zoo.
+
+    Args:
+        source: one of
+            - a ``ModelMeta`` (returned as is), a zoo model (its ``.meta``) or a dict of
+              ``tiledseg.json``'s fields;
+            - a path to ``tiledseg.json``, to a folder holding it, to an exported version folder
+              (``BASE/NAME/VERSION``, read from ``assets.extra/tiledseg.json``) or to the
+              model's folder ``BASE/NAME`` (the version given, else the highest);
+            - a zoo reference (``unet-isic2017``, ``ORG/NAME``, ``hf://ORG/NAME@REV``): the
+              zoo's ``tiledseg.json`` is read; a checkpoint without one is loaded for defaults.
+        version: int or None, which version folder to read under ``BASE/NAME``.
+
+    Returns:
+        ``model_zoo.ModelMeta``.
+
+    Raises:
+        ModelLoadError: nothing found, or the metadata is invalid (``MetadataError``).
+        TypeError: ``source`` is none of the above.
+
+    Example:
+        >>> meta = read_serving_meta("serving/unet-isic2017/1")  # doctest: +SKIP
+        >>> meta.tile, meta.downsampling  # doctest: +SKIP
+        (512, 16)
+    """
+    from model_zoo.metadata import ModelMeta
+
+    if isinstance(source, ModelMeta):
+        return source
+    if isinstance(getattr(source, "meta", None), ModelMeta):
+        return source.meta
+    if isinstance(source, dict):
+        return ModelMeta.from_dict(source, source="the metadata dict")
+    if isinstance(source, (str, os.PathLike)):
+        path = Path(source).expanduser()
+        if path.exists():
+            return _from_path(path, version)
+        return _from_zoo(os.fspath(source))
+    raise TypeError(
+        "`meta` must be a ModelMeta, a zoo model, a dict, a path to tiledseg.json or an export "
+        f"folder, or a zoo id. Received: meta of type {type(source).__name__}"
+    )
+
+
+def _from_path(path: Path, version: int | None) -> Any:
+    from model_zoo.layout import META_FILE, SAVEDMODEL_META_FILE
+    from model_zoo.metadata import load_meta
+
+    if path.is_file():
+        return load_meta(path)
+    for candidate in (path / META_FILE, path / SAVEDMODEL_META_FILE):
+        if candidate.is_file():
+            return load_meta(candidate)
+    exported = {
+        int(child.name): child / SAVEDMODEL_META_FILE
+        for child in path.iterdir()
+        if child.name.isdigit() and (child / SAVEDMODEL_META_FILE).is_file()
+    }
+    if exported:
+        if version is None:
+            return load_meta(exported[max(exported)])
+        if version in exported:
+            return load_meta(exported[version])
+        raise ModelLoadError(
+            f"{path} has exports of versions {sorted(exported)} but not version {version}; "
+            f"pass --meta {path / str(version)} or a tiledseg.json."
+        )
+    if (path / "saved_model.pb").is_file():
+        raise ModelLoadError(
+            f"The SavedModel at {path} has no {SAVEDMODEL_META_FILE}: it was not exported by "
+            "`python -m model_zoo export`. Pass the model's tiledseg.json or zoo id with --meta."
+        )
+    return _from_zoo(str(path))  # a zoo folder or training run without tiledseg.json
+
+
+def _from_zoo(ref: str) -> Any:
+    try:
+        from model_zoo import load, load_meta, resolve
+        from model_zoo.layout import META_FILE
+    except ImportError as error:  # pragma: no cover - model_zoo ships with tiledseg
+        raise ModelLoadError(
+            f"Cannot look up {ref!r}: the model zoo is not importable ({error}). Pass the path "
+            "of the model's tiledseg.json or of its export folder with --meta."
+        ) from error
+    resolved = resolve(ref)  # ModelNotFoundError lists the accepted forms and known ids
+    folder = resolved.path if resolved.path.is_dir() else resolved.path.parent
+    if (folder / META_FILE).is_file():
+        return load_meta(folder / META_FILE)
+    # A checkpoint without tiledseg.json: the zoo derives defaults (and the downsampling
+    # factor) from the model itself, which takes loading it.
+    return load(ref).meta
