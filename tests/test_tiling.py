@@ -99,3 +99,40 @@ def test_axis_grid_rejects_bad_arguments(kwargs, message):
 def test_blend_rejects_unknown_mode_and_suggests():
     with pytest.raises(ValueError, match="Did you mean 'gaussian'"):
         blend_weights(axis_grid(100, 64, 0.25), "gausian")
+
+
+def _branchy_model():
+    """Two residual stages whose shortcuts are strided too, as in ResNet."""
+    import keras
+
+    inputs = keras.Input((None, None, 3))
+    x = inputs
+    for filters in (4, 8):
+        main = keras.layers.Conv2D(filters, 3, strides=2, padding="same")(x)
+        shortcut = keras.layers.Conv2D(filters, 1, strides=2)(x)
+        x = keras.layers.Add()([main, shortcut])
+    x = keras.layers.MaxPooling2D()(x)
+    x = keras.layers.Conv2DTranspose(4, 2, strides=2)(x)
+    return keras.Model(inputs, x)
+
+
+def test_downsampling_factor_counts_parallel_branches_once():
+    from tiledseg.tiling import downsampling_factor
+
+    assert downsampling_factor(_branchy_model()) == 8
+
+
+def test_downsampling_factor_of_unets_and_a_nested_encoder():
+    import keras
+    from conftest import build_tiny_unet
+
+    from tiledseg.tiling import downsampling_factor
+
+    assert downsampling_factor(build_tiny_unet(levels=3)) == 8
+    encoder = keras.applications.MobileNetV2(
+        weights=None, include_top=False, input_shape=(None, None, 3)
+    )
+    inputs = keras.Input((None, None, 3))
+    features = encoder(inputs)
+    outputs = keras.layers.UpSampling2D(32)(keras.layers.Conv2D(1, 1)(features))
+    assert downsampling_factor(keras.Model(inputs, outputs)) == 32

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from fractions import Fraction
 
 import numpy as np
 
@@ -180,8 +181,11 @@ def blend_weights(grid: AxisGrid, blend: str) -> np.ndarray:
 
 
 def downsampling_factor(model) -> int:
-    """The model's total downsampling factor: the product of its pooling and conv strides.
+    """The model's total downsampling factor: the largest stride of any feature map in it.
 
+    Strides multiply along each path through the network (pooling and strided convolutions
+    multiply, upsampling and transposed convolutions divide), and the factor is the largest
+    over all paths. Parallel branches, such as ResNet's strided shortcuts, count once.
     A model (or zoo model) with an integer attribute ``downsampling_factor`` overrides the walk.
     Nested models (e.g. a ``keras.applications`` encoder) are walked recursively.
 
@@ -195,23 +199,53 @@ def downsampling_factor(model) -> int:
     explicit = getattr(model, "downsampling_factor", None)
     if isinstance(explicit, int) and explicit >= 1:
         return explicit
+    deepest, _ = _strides(model)
+    return max(1, math.ceil(deepest))
+
+
+def _layer_stride(layer) -> Fraction:
     import keras  # imported here so the grid maths stays importable without a backend
 
-    factor = 1
-    for layer in _all_layers(model):
-        if isinstance(layer, (keras.layers.Conv2DTranspose, keras.layers.Conv1DTranspose)):
-            continue  # transposed convolutions upsample
-        strides = getattr(layer, "strides", None)
-        if strides is None:
-            continue
-        if isinstance(strides, int):
-            strides = (strides, strides)
-        factor *= math.lcm(*(int(s) for s in strides[:2]))
-    return factor
+    if isinstance(layer, keras.layers.UpSampling2D):
+        size = layer.size if isinstance(layer.size, (tuple, list)) else (layer.size,) * 2
+        return Fraction(1, max(int(v) for v in size))
+    strides = getattr(layer, "strides", None)
+    if strides is None:
+        return Fraction(1)
+    if isinstance(strides, int):
+        strides = (strides, strides)
+    stride = max(int(v) for v in strides[:2])
+    if isinstance(layer, (keras.layers.Conv2DTranspose, keras.layers.Conv1DTranspose)):
+        return Fraction(1, stride)
+    return Fraction(stride)
 
 
-def _all_layers(model):
-    for layer in getattr(model, "layers", []):
-        yield layer
-        if hasattr(layer, "layers") and layer is not model:
-            yield from _all_layers(layer)
+def _strides(model) -> tuple[Fraction, Fraction]:
+    """(largest stride inside ``model``, stride of its output) for a layer or a model."""
+    layers = getattr(model, "layers", None)
+    if layers is None:
+        stride = _layer_stride(model)
+        return max(stride, Fraction(1)), stride
+    nodes = [node for layer in layers for node in getattr(layer, "_inbound_nodes", [])]
+    if not nodes or not all(hasattr(node, "parent_nodes") for node in nodes):
+        # No graph to follow (e.g. a subclassed model): treat the layers as one chain.
+        deepest = current = Fraction(1)
+        for layer in layers:
+            inner_deepest, inner_out = _strides(layer)
+            deepest = max(deepest, current * inner_deepest)
+            current *= inner_out
+        return deepest, current
+    memo: dict[int, Fraction] = {}
+    deepest = Fraction(1)
+
+    def node_stride(node) -> Fraction:
+        nonlocal deepest
+        if id(node) not in memo:
+            base = max((node_stride(parent) for parent in node.parent_nodes), default=Fraction(1))
+            inner_deepest, inner_out = _strides(node.operation)
+            deepest = max(deepest, base * inner_deepest)
+            memo[id(node)] = base * inner_out
+        return memo[id(node)]
+
+    outputs = [node_stride(node) for node in nodes]
+    return deepest, outputs[-1]
