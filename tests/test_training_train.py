@@ -114,7 +114,26 @@ def test_run_directory_follows_the_contract(tiny_run):
     assert inference["downsampling"] == 4 and inference["input_channels"] == 3
     assert inference["normalization"] == "rescale_0_1 inside the model"
     assert inference["classes"] == [{"name": "foreground", "color": [255, 64, 64]}]
-    assert len(inference["selection"]["candidates"]) == 4
+    assert set(inference) == {
+        "scale",
+        "tile",
+        "overlap",
+        "blend",
+        "threshold",
+        "tta",
+        "postprocess",
+        "downsampling",
+        "input_channels",
+        "normalization",
+        "classes",
+    }
+    selection = json.loads((tiny_run / "selection.json").read_text())
+    assert selection["metric"] == "dice" and len(selection["candidates"]) == 4
+    best = max(selection["candidates"], key=lambda row: row["dice"])
+    assert (best["threshold"], best["postprocess"]) == (
+        inference["threshold"],
+        inference["postprocess"],
+    )
 
     report = json.loads((tiny_run / "eval.json").read_text())
     assert report["split"].endswith("test.csv")
@@ -193,3 +212,12 @@ def test_train_command_reports_config_errors(tmp_path, capsys):
     assert "Did you mean 'epochs'" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         train.main([])
+
+
+def test_the_model_zoo_accepts_the_run_directory(tiny_run):
+    staging = pytest.importorskip("model_zoo.staging")
+    model = keras.saving.load_model(tiny_run / "model.keras", safe_mode=True)
+    meta = staging.meta_from_run(tiny_run, model, name="tiny")
+    inference = json.loads((tiny_run / "inference.json").read_text())
+    assert meta.threshold == inference["threshold"] and meta.downsampling == 4
+    assert meta.architecture == "unet"

@@ -8,6 +8,7 @@ Layout (see notes/CONTRACTS.md)::
       history.csv      epoch, loss, dice, iou, val_loss, val_dice, val_iou, lr
       eval.json        full-resolution evaluation through the tiledseg engine
       inference.json   inference defaults chosen on the validation split
+      selection.json   every candidate setting tried on the validation split, with its score
       dataset.json     dataset name, licence, citation, splits
       previews/epoch_XXX.png   image | truth | prediction panels
       resume/last.keras, resume/state.json   the latest compiled state, for --resume
@@ -35,6 +36,7 @@ __all__ = [
     "PREVIEWS_DIR",
     "RESUME_MODEL_FILE",
     "RESUME_STATE_FILE",
+    "SELECTION_FILE",
     "new_run_dir",
     "read_json",
     "save_model_atomic",
@@ -47,6 +49,7 @@ HISTORY_FILE = "history.csv"
 EVAL_FILE = "eval.json"
 INFERENCE_FILE = "inference.json"
 DATASET_FILE = "dataset.json"
+SELECTION_FILE = "selection.json"
 PREVIEWS_DIR = "previews"
 RESUME_MODEL_FILE = "resume/last.keras"
 RESUME_STATE_FILE = "resume/state.json"

@@ -43,6 +43,7 @@ from training.run_dir import (
     PREVIEWS_DIR,
     RESUME_MODEL_FILE,
     RESUME_STATE_FILE,
+    SELECTION_FILE,
     new_run_dir,
     read_json,
     write_json,
@@ -230,13 +231,15 @@ def _finish(run_dir: Path, config: dict[str, Any], root: Path, valid_pairs) -> d
         "input_channels": model_cfg["input_channels"],
         "normalization": _NORMALIZATION[normalization],
         "classes": inference_cfg["classes"],
-        "selection": {
-            "split": _split_label(config["data"]["valid"]),
-            "metric": inference_cfg["select_metric"],
-            "candidates": table,
-        },
     }
+    # inference.json holds exactly the contract's keys (the zoo rejects others).
     write_json(run_dir / INFERENCE_FILE, inference)
+    selection = {
+        "split": _split_label(config["data"]["valid"]),
+        "metric": inference_cfg["select_metric"],
+        "candidates": table,
+    }
+    write_json(run_dir / SELECTION_FILE, selection)
 
     split = config["eval"]["split"] or config["data"]["valid"]
     pairs = load_pairs(_source(root, split)) if config["eval"]["split"] else valid_pairs
