@@ -1,0 +1,223 @@
+"""Evaluate: score the model's masks against ground truth, per image and for the set."""
+
+from __future__ import annotations
+
+import statistics
+
+import streamlit as st
+
+from app_support import (
+    METRIC_LABELS,
+    applied_settings,
+    charts,
+    current_model,
+    downloads,
+    error_legend,
+    find_samples,
+    pair_by_name,
+    postprocess_controls,
+    read_zip,
+    result_store,
+    set_applied_settings,
+    settings_form,
+    show_problems,
+    user_errors,
+)
+from app_support.runs import (
+    default_settings,
+    metrics_row,
+    postprocessed_mask,
+    predict,
+    settings_key,
+    threshold_curves,
+)
+from app_support.uploads import IMAGE_TYPES, Upload, decode_image, decode_mask, uploads_from_widget
+from tiledseg import viz
+from tiledseg.metrics import mean_metrics
+
+PAGE = "evaluate"
+DISPLAY_SIDE = 1200
+HEADLINE = ("dice", "jaccard", "threshold_jaccard", "sensitivity", "specificity", "hd95")
+
+st.title("Evaluate")
+st.caption(
+    "Upload images and their ground-truth masks (paired by name: `<stem>.png` or "
+    "`<stem>_segmentation.png`), or one ZIP with `images/` and `masks/` folders. Metrics follow "
+    "the ISIC challenge scorer; HD95 is in pixels of the uploaded image."
+)
+loaded = current_model()
+if loaded is None:
+    st.stop()
+store = result_store()
+meta = loaded.zoo.meta
+defaults = default_settings(meta)
+settings = applied_settings(PAGE, loaded.key, defaults)
+
+
+def _inputs() -> tuple[list[Upload], list[Upload]]:
+    samples = [s for s in find_samples() if s.mask is not None]
+    sources = ["Images and masks", "ZIP archive"] + (["Samples"] if samples else [])
+    source = st.radio("Ground truth from", sources, horizontal=True, key=f"{PAGE}_source")
+    if source == "Images and masks":
+        left, right = st.columns(2)
+        images = left.file_uploader(
+            "Images", type=IMAGE_TYPES, accept_multiple_files=True, key=f"{PAGE}_images"
+        )
+        masks = right.file_uploader(
+            "Ground-truth masks (PNG)",
+            type=IMAGE_TYPES,
+            accept_multiple_files=True,
+            key=f"{PAGE}_masks",
+        )
+        return uploads_from_widget(images), uploads_from_widget(masks)
+    if source == "ZIP archive":
+        archive = st.file_uploader("ZIP with images/ and masks/", type=["zip"], key=f"{PAGE}_zip")
+        if archive is None:
+            return [], []
+        with user_errors(archive.name):
+            return read_zip(Upload.from_bytes(archive.name, archive.getvalue()))
+        return [], []
+    labels = [sample.label for sample in samples]
+    chosen = st.multiselect("Samples", labels, default=labels[:3], key=f"{PAGE}_samples")
+    picked = [samples[labels.index(label)] for label in chosen]
+    return [s.upload() for s in picked], [s.mask_upload() for s in picked]
+
+
+images, masks = _inputs()
+with st.expander("Inference settings (tile, overlap, blend, batch, scale, test-time flips)"):
+    changed = settings_form(PAGE, loaded, settings, defaults)
+    if changed is not None:
+        set_applied_settings(PAGE, loaded.key, changed)
+        settings = changed
+if not images and not masks:
+    st.info("Upload images and masks (or choose a ZIP or samples) to evaluate the model.")
+    st.stop()
+
+pairing = pair_by_name(images, masks)
+if pairing.images_without_mask or pairing.masks_without_image:
+    lines = []
+    if pairing.images_without_mask:
+        lines.append("Images without a mask: " + ", ".join(pairing.images_without_mask))
+    if pairing.masks_without_image:
+        lines.append("Masks without an image: " + ", ".join(pairing.masks_without_image))
+    st.warning(
+        "\n\n".join(lines) + "\n\nA mask pairs with `<stem>.jpg` when it is named `<stem>.png` or "
+        "`<stem>_segmentation.png`; rename the files and upload them again.",
+        icon=":material/link_off:",
+    )
+if not pairing.pairs:
+    st.stop()
+
+controls, view = st.columns([1, 3])
+with controls:
+    threshold, options = postprocess_controls(PAGE, loaded)
+
+rows, scored, problems = [], [], []
+with view:
+    overall = st.progress(0.0, text="Scoring")
+    for index, (image_upload, mask_upload) in enumerate(pairing.pairs):
+        overall.progress(
+            index / len(pairing.pairs), text=f"Image {index + 1} of {len(pairing.pairs)}"
+        )
+        with user_errors(f"{image_upload.name} + {mask_upload.name}", collect=problems):
+            image = decode_image(store, image_upload)
+            truth = decode_mask(store, mask_upload, image.shape[:2])
+            prediction = predict(
+                loaded,
+                store,
+                image,
+                image_upload.sha256,
+                settings,
+                label=f"Segmenting {image_upload.name}",
+            )
+            mask = postprocessed_mask(store, prediction, threshold, options)
+            mask_key = f"{prediction.key}|{threshold}|{settings_key(options)}"
+            values = metrics_row(mask_key, mask_upload.sha256, mask, truth)
+            rows.append({"image": image_upload.name, "mask": mask_upload.name, **values})
+            scored.append((image_upload, mask_upload, image, truth, prediction, mask))
+    overall.empty()
+show_problems(problems, "These pairs could not be scored:")
+if not rows:
+    st.stop()
+
+means = mean_metrics(rows)
+with view:
+    st.subheader(f"Means over {len(rows)} image{'s' if len(rows) > 1 else ''}")
+    for column, name in zip(st.columns(len(HEADLINE)), HEADLINE, strict=True):
+        value = means.get(name, float("nan"))
+        text = "n/a" if value != value else (f"{value:.1f}" if name == "hd95" else f"{value:.4f}")
+        column.metric(METRIC_LABELS[name], text)
+    st.dataframe(
+        [
+            {"image": row["image"], **{METRIC_LABELS[k]: row[k] for k in METRIC_LABELS}}
+            for row in rows
+        ],
+        hide_index=True,
+    )
+
+    curves = [threshold_curves(p.key, m.sha256, p.probabilities, t) for _, m, _, t, p, _ in scored]
+    first, second, third = st.columns(3)
+    names = [row["image"] for row in rows]
+    first.plotly_chart(charts.per_image_figure(names, [row["dice"] for row in rows], "Dice"))
+    thresholds = curves[0]["threshold"]
+
+    def mean_of(key: str) -> list[float]:
+        return [statistics.fmean(c[key][i] for c in curves) for i in range(len(thresholds))]
+
+    second.plotly_chart(
+        charts.curves_figure(
+            thresholds,
+            {"Dice": mean_of("dice")},
+            title="Dice against threshold (before post-processing)",
+            x_title="threshold",
+            y_title="mean Dice",
+            marker_x=threshold,
+        )
+    )
+    third.plotly_chart(
+        charts.curves_figure(
+            mean_of("recall"),
+            {"precision": mean_of("precision")},
+            title="Precision against recall",
+            x_title="mean recall",
+            y_title="mean precision",
+        )
+    )
+
+    st.subheader("Errors on one image")
+    shown = st.selectbox("Image", names, key=f"{PAGE}_shown")
+    image_upload, _, image, truth, prediction, mask = scored[names.index(shown)]
+    row = rows[names.index(shown)]
+    st.image(
+        viz.error_map(mask, truth, image=image, max_side=DISPLAY_SIDE),
+        caption=f"{shown}: Dice {row['dice']:.4f}, Jaccard {row['jaccard']:.4f}",
+        width="stretch",
+    )
+    error_legend()
+
+    report = {
+        "model": loaded.zoo.id,
+        "revision": loaded.zoo.revision,
+        "settings": settings,
+        "threshold": threshold,
+        "postprocess": options,
+        "mean": means,
+        "images": rows,
+    }
+    left, right = st.columns(2)
+    left.download_button(
+        "Per-image metrics (CSV)",
+        data=downloads.rows_csv(rows),
+        file_name="tiledseg_evaluation.csv",
+        mime="text/csv",
+        on_click="ignore",
+        key=f"{PAGE}_download_csv",
+    )
+    right.download_button(
+        "Report (JSON)",
+        data=downloads.rows_json(report),
+        file_name="tiledseg_evaluation.json",
+        mime="application/json",
+        on_click="ignore",
+        key=f"{PAGE}_download_json",
+    )

@@ -1,0 +1,167 @@
+"""Model Zoo: every model's card, metrics and training curves; pull from the Hub; compare two."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from app_support import (
+    card_body,
+    catalog,
+    charts,
+    image_inputs,
+    load_model,
+    model_details,
+    refresh_zoo,
+    result_store,
+    user_errors,
+)
+from app_support.runs import default_settings, metrics_row, postprocessed_mask, predict
+from app_support.uploads import decode_image, decode_mask
+from tiledseg import viz
+
+PAGE = "model_zoo"
+PANEL_SIDE = 800
+
+st.title("Model Zoo")
+st.caption(
+    "Bundled models work offline; Hub models are pinned to a commit and downloaded once into "
+    "the Hugging Face cache."
+)
+entries = catalog()
+if not entries:
+    st.warning(
+        "The zoo is empty: no bundled model and no registry entry. Bundle a training run with "
+        "`python -m model_zoo bundle RUN_DIR --id unet-isic2017`."
+    )
+    st.stop()
+
+
+def _size(entry: dict) -> str:
+    return f"{entry['size_bytes'] / 1e6:.1f} MB" if entry["size_bytes"] else "-"
+
+
+st.dataframe(
+    [
+        {
+            "model": e["id"],
+            "source": e["source"],
+            "offline": "yes" if e["offline"] else "no",
+            "dataset": e["dataset"],
+            "headline metric": e["metric"] or e["problem"],
+            "size": _size(e),
+            "repository": e["repo_id"] or "",
+            "revision": (e["revision"] or "")[:12],
+        }
+        for e in entries
+    ],
+    hide_index=True,
+)
+
+by_id = {entry["id"]: entry for entry in entries}
+chosen = st.selectbox("Model", list(by_id), key=f"{PAGE}_model")
+entry = by_id[chosen]
+details = model_details(chosen, entry["offline"])
+
+if entry["source"] == "hub":
+    label = "Pull again (refresh)" if entry["offline"] else "Pull from the Hub"
+    if st.button(label, key=f"{PAGE}_pull"):
+        import model_zoo
+
+        with st.status(f"Downloading {chosen} ({entry['repo_id']})…", expanded=True) as status:
+            with user_errors(f"Pull {chosen}") as outcome:
+                st.write(f"Revision {entry['revision'] or 'main'} from {entry['repo_id']}")
+                folder = model_zoo.pull(chosen)
+                st.write(f"Saved in {folder}")
+            status.update(
+                label="Download failed" if outcome.failed else f"{chosen} is ready offline",
+                state="error" if outcome.failed else "complete",
+            )
+        if not outcome.failed:
+            refresh_zoo()
+            st.rerun()
+
+if details.problem:
+    if entry["offline"]:
+        st.error(f"Cannot read {chosen}'s metadata: {details.problem}")
+    else:
+        st.info(
+            f"{chosen} is not downloaded yet: pull it to see its card, metrics and curves "
+            "(this needs access to the Hub; offline, only cached models are available)."
+        )
+else:
+    meta = details.meta
+    first, second, third, fourth = st.columns(4)
+    first.metric("Source", entry["source"])
+    second.metric("Size", _size(entry))
+    third.metric("Parameters", f"{meta['parameter_count']:,}" if meta["parameter_count"] else "-")
+    fourth.metric("Revision", (entry["revision"] or "bundled")[:12])
+    for evaluation in meta["metrics"]:
+        st.markdown(f"**Evaluation on {evaluation['split']}**")
+        st.dataframe([{k: round(v, 4) for k, v in evaluation["values"].items()}], hide_index=True)
+    history = details.history
+    if history:
+        left, right = st.columns(2)
+        left.plotly_chart(charts.history_figure(history, ["loss", "val_loss"], "Loss"))
+        right.plotly_chart(
+            charts.history_figure(history, ["dice", "val_dice", "iou", "val_iou"], "Dice and IoU")
+        )
+    else:
+        st.caption("No training history (history.csv) in this model's folder.")
+    with st.expander("Model card", expanded=False):
+        st.markdown(card_body(details.card) or "_This model has no card._")
+
+st.subheader("Compare two models on one image")
+ready = [e["id"] for e in entries if e["offline"] and not e["problem"]]
+if len(ready) < 2:
+    st.info(
+        "Comparing needs two models available offline; "
+        f"{len(ready)} {'is' if len(ready) == 1 else 'are'} here. Pull another from the Hub."
+    )
+    st.stop()
+left, right = st.columns(2)
+first_id = left.selectbox("First model", ready, index=0, key=f"{PAGE}_first")
+second_id = right.selectbox("Second model", ready, index=1, key=f"{PAGE}_second")
+store = result_store()
+with user_errors("Models") as outcome:
+    models = [load_model(first_id), load_model(second_id)]
+if outcome.failed:
+    st.stop()
+inputs = image_inputs(f"{PAGE}_compare", models[0], multiple=False, label="Image")
+if not inputs:
+    st.stop()
+item = inputs[0]
+panels, titles, results = [], [], []
+with user_errors(item.image.name) as outcome:
+    image = decode_image(store, item.image)
+    truth = decode_mask(store, item.mask, image.shape[:2]) if item.mask else None
+    for loaded in models:
+        meta = loaded.zoo.meta
+        prediction = predict(
+            loaded,
+            store,
+            image,
+            item.image.sha256,
+            default_settings(meta),
+            label=f"{loaded.zoo.id}",
+        )
+        mask = postprocessed_mask(store, prediction, meta.threshold, dict(meta.postprocess))
+        dice = None
+        if truth is not None:
+            key = f"{prediction.key}|{meta.threshold}|{meta.postprocess}"
+            dice = metrics_row(key, item.mask.sha256, mask, truth)["dice"]
+        color = tuple(meta.classes[-1]["color"])
+        panels.append(viz.overlay(image, mask, color=color, max_side=PANEL_SIDE))
+        titles.append(
+            f"{loaded.zoo.id}: {prediction.seconds:.2f} s"
+            + (f", Dice {dice:.3f}" if dice is not None else "")
+        )
+        results.append((loaded.zoo.id, prediction, dice))
+if not outcome.failed:
+    st.image(viz.side_by_side(panels, titles), width="stretch")
+    for column, (model_id, prediction, dice) in zip(st.columns(2), results, strict=True):
+        column.metric(
+            f"{model_id} time", f"{prediction.seconds:.2f} s", f"{prediction.tiles} tiles"
+        )
+        if dice is not None:
+            column.metric(f"{model_id} Dice", f"{dice:.4f}")
+    st.caption("Each model runs with its own recommended settings (scale, tile, threshold).")

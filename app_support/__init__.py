@@ -1,0 +1,95 @@
+"""UI support for the Streamlit app (app.py and pages/): caching, session state, shared widgets.
+
+Nothing here segments or scores anything: inference, post-processing, metrics and pictures are
+``tiledseg`` and models come from ``model_zoo``. This package decides what is cached where:
+
+- models: ``st.cache_resource``, one shared instance per (reference, revision), with a lock;
+- decoded images and probability maps: a process-wide :class:`ResultStore` (read-only arrays,
+  bounded by ``$TILEDSEG_APP_CACHE_MB``), keyed on (model, image hash, settings);
+- small results (metric rows, threshold curves, the catalog): ``st.cache_data(max_entries=...)``;
+- per-tab choices: ``st.session_state`` (see :mod:`app_support.state`).
+"""
+
+from app_support.models import (
+    DEFAULT_MODEL,
+    DEFAULT_MODEL_ENV,
+    LOCAL_MODELS_ENV,
+    LoadedModel,
+    ModelDetails,
+    card_body,
+    card_licence,
+    catalog,
+    clear_loaded_models,
+    default_model_id,
+    environment_info,
+    load_model,
+    model_details,
+    refresh_zoo,
+)
+from app_support.state import (
+    CUSTOM_MODEL,
+    MODEL_CHOICE,
+    MODEL_REF,
+    MODEL_REVISION,
+    applied_settings,
+    init_session_state,
+    selected_model,
+    set_applied_settings,
+)
+from app_support.store import ResultStore
+from app_support.uploads import SAMPLE_DIR_ENV, Upload, find_samples, pair_by_name, read_zip
+from app_support.widgets import (
+    METRIC_LABELS,
+    ImageInput,
+    current_model,
+    error_legend,
+    image_inputs,
+    postprocess_controls,
+    result_store,
+    settings_form,
+    show_error,
+    show_problems,
+    user_errors,
+)
+
+__all__ = [
+    "CUSTOM_MODEL",
+    "DEFAULT_MODEL",
+    "DEFAULT_MODEL_ENV",
+    "LOCAL_MODELS_ENV",
+    "METRIC_LABELS",
+    "MODEL_CHOICE",
+    "MODEL_REF",
+    "MODEL_REVISION",
+    "SAMPLE_DIR_ENV",
+    "ImageInput",
+    "LoadedModel",
+    "ModelDetails",
+    "ResultStore",
+    "Upload",
+    "applied_settings",
+    "card_body",
+    "card_licence",
+    "catalog",
+    "clear_loaded_models",
+    "current_model",
+    "default_model_id",
+    "environment_info",
+    "error_legend",
+    "find_samples",
+    "image_inputs",
+    "init_session_state",
+    "load_model",
+    "model_details",
+    "pair_by_name",
+    "postprocess_controls",
+    "read_zip",
+    "refresh_zoo",
+    "result_store",
+    "selected_model",
+    "set_applied_settings",
+    "settings_form",
+    "show_error",
+    "show_problems",
+    "user_errors",
+]

@@ -1,0 +1,273 @@
+"""Models for the app: loaded once per process and shared, listed from the zoo, described.
+
+Threading: Streamlit runs each browser session's script in its own thread, and every session
+gets the same :class:`LoadedModel` from ``st.cache_resource``. Keras layers are stateless at
+inference, but building a model's compiled predict function the first time is not guarded by
+Keras, and on a CPU two inferences at once only compete for the same cores. So each model
+carries a lock and inference runs under it: sessions take turns on one model, and a session
+waiting for its turn is told so. Different models run in parallel.
+"""
+
+from __future__ import annotations
+
+import csv
+import importlib.metadata
+import os
+import re
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import streamlit as st
+
+__all__ = [
+    "DEFAULT_MODEL",
+    "DEFAULT_MODEL_ENV",
+    "LOCAL_MODELS_ENV",
+    "LoadedModel",
+    "ModelDetails",
+    "card_body",
+    "card_licence",
+    "catalog",
+    "clear_loaded_models",
+    "default_model_id",
+    "environment_info",
+    "load_model",
+    "model_details",
+    "refresh_zoo",
+]
+
+DEFAULT_MODEL = "unet-isic2017"
+DEFAULT_MODEL_ENV = "TILEDSEG_DEFAULT_MODEL"
+# A hosted demo must not load arbitrary files from the server's disk by path.
+LOCAL_MODELS_ENV = "TILEDSEG_APP_LOCAL_MODELS"
+_MAX_PREDICTORS = 8
+
+
+@dataclass(eq=False)
+class LoadedModel:
+    """A zoo model shared by every session, with its inference lock and tiled predictors.
+
+    Attributes:
+        zoo: model_zoo.ZooModel (``.model``, ``.meta``, ``.card``, ``.path``, ``.id``).
+        ref: str, the reference it was loaded from; revision: str or None.
+        key: str, identifies the exact weights (path and commit) in result cache keys.
+        lock: threading.Lock held while the model runs.
+    """
+
+    zoo: Any
+    ref: str
+    revision: str | None
+    key: str
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    _predictors: OrderedDict = field(default_factory=OrderedDict)
+    _predictors_lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def predictor(self, settings: dict[str, Any]) -> Any:
+        """The ``tiledseg.TiledPredictor`` for these settings; kept so traces are reused."""
+        from tiledseg import TiledPredictor
+
+        key = tuple(sorted((name, repr(value)) for name, value in settings.items()))
+        with self._predictors_lock:
+            if key in self._predictors:
+                self._predictors.move_to_end(key)
+                return self._predictors[key]
+        predictor = TiledPredictor(self.zoo, **settings)
+        with self._predictors_lock:
+            self._predictors[key] = predictor
+            while len(self._predictors) > _MAX_PREDICTORS:
+                self._predictors.popitem(last=False)
+        return predictor
+
+
+def _check_reference(ref: str) -> None:
+    from model_zoo.registry import bundled_ids
+    from tiledseg.errors import ModelLoadError
+
+    if not isinstance(ref, str) or not ref.strip():
+        raise ModelLoadError("No model was chosen: pick one in the sidebar.")
+    # A bundled id is also a relative path when the app runs from the bundled folder.
+    is_path = ref not in bundled_ids() and Path(ref).expanduser().exists()
+    if is_path and os.environ.get(LOCAL_MODELS_ENV, "") != "1":
+        raise ModelLoadError(
+            f"{ref!r} is a path on the server; the app loads zoo ids and Hub references "
+            "(ORG/NAME[@REVISION]) only. Use `tiledseg predict --model PATH` for local files, "
+            f"or start the app with {LOCAL_MODELS_ENV}=1 to allow paths."
+        )
+
+
+@st.cache_resource(max_entries=4, show_spinner="Loading the model…")
+def _load(ref: str, revision: str | None, bundled_root: str) -> LoadedModel:
+    import model_zoo
+
+    zoo = model_zoo.load(ref, revision=revision)
+    return LoadedModel(zoo=zoo, ref=ref, revision=revision, key=f"{zoo.path}@{zoo.revision}")
+
+
+def load_model(ref: str, revision: str | None = None) -> LoadedModel:
+    """Load a zoo model once per process (``st.cache_resource``), keyed on (ref, revision).
+
+    The bundled folder (``$TILEDSEG_BUNDLED_DIR``) is part of the key, so pointing it
+    elsewhere never returns a model loaded from the old one.
+
+    Args:
+        ref: str, a bundled or registry id, ``ORG/NAME`` or ``hf://ORG/NAME``.
+        revision: str or None, a Hub branch, tag or commit.
+
+    Returns:
+        LoadedModel.
+
+    Raises:
+        tiledseg.errors.ModelLoadError (and the zoo's subclasses): with what to do.
+    """
+    from model_zoo import bundled_dir
+
+    _check_reference(ref)
+    return _load(ref.strip(), revision or None, str(bundled_dir()))
+
+
+def clear_loaded_models() -> None:
+    """Forget loaded models (after a pull, so a refreshed branch is loaded again)."""
+    _load.clear()
+
+
+def refresh_zoo() -> None:
+    """Forget the catalog, model details and loaded models, e.g. after a pull."""
+    _catalog.clear()
+    _details.clear()
+    _load.clear()
+
+
+@st.cache_data(ttl=30, show_spinner=False)
+def _catalog(bundled_root: str, registry: str) -> list[dict[str, Any]]:
+    import model_zoo
+
+    return [entry.to_dict() for entry in model_zoo.list_models()]
+
+
+def catalog() -> list[dict[str, Any]]:
+    """Every zoo model as a dict (``model_zoo.CatalogEntry.to_dict``); never uses the network."""
+    from model_zoo import bundled_dir
+    from model_zoo.registry import registry_path
+
+    return _catalog(str(bundled_dir()), str(registry_path()))
+
+
+def default_model_id(ids: list[str]) -> str | None:
+    """``$TILEDSEG_DEFAULT_MODEL``, else ``unet-isic2017`` if listed, else the first id."""
+    wanted = os.environ.get(DEFAULT_MODEL_ENV, "").strip()
+    if wanted:
+        return wanted
+    if DEFAULT_MODEL in ids:
+        return DEFAULT_MODEL
+    return ids[0] if ids else None
+
+
+@st.cache_resource(show_spinner=False)
+def environment_info() -> dict[str, str]:
+    """Keras backend and versions, and whether a GPU is visible, for the sidebar."""
+    import keras
+
+    import tiledseg
+
+    info = {
+        "Keras backend": keras.backend.backend(),
+        "Keras": keras.__version__,
+        "tiledseg": tiledseg.__version__,
+    }
+    for package in ("tensorflow", "streamlit"):
+        try:
+            info[package.capitalize()] = importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            info[package.capitalize()] = "not installed"
+    info["GPU"] = _gpu_description()
+    return info
+
+
+def _gpu_description() -> str:
+    import keras
+
+    backend = keras.backend.backend()
+    try:
+        if backend == "tensorflow":
+            import tensorflow as tf
+
+            gpus = tf.config.list_physical_devices("GPU")
+        elif backend == "jax":
+            import jax
+
+            gpus = [d for d in jax.devices() if d.platform == "gpu"]
+        elif backend == "torch":
+            import torch
+
+            gpus = list(range(torch.cuda.device_count()))
+        else:
+            gpus = []
+    except Exception:  # a broken driver must not stop the app; report no GPU
+        gpus = []
+    return f"yes ({len(gpus)})" if gpus else "no (CPU)"
+
+
+@dataclass(frozen=True)
+class ModelDetails:
+    """What the Home and Model Zoo pages show about a model without loading its weights."""
+
+    id: str
+    path: str | None
+    meta: dict[str, Any] | None
+    card: str
+    licence: str
+    history: dict[str, list[float]]
+    problem: str = ""
+
+
+@st.cache_data(ttl=60, max_entries=64, show_spinner=False)
+def _details(model_id: str, offline: bool, bundled_root: str) -> ModelDetails:
+    import model_zoo
+    from model_zoo.layout import CARD_FILE, HISTORY_FILE
+
+    if not offline:
+        return ModelDetails(model_id, None, None, "", "", {}, problem="not downloaded yet")
+    try:
+        # Only reached for bundled or cached models, so this never touches the network.
+        path = model_zoo.resolve(model_id).path
+        meta = model_zoo.load_meta(path).to_dict()
+    except model_zoo.ModelLoadError as error:
+        return ModelDetails(model_id, None, None, "", "", {}, problem=str(error))
+    card_file, history_file = path / CARD_FILE, path / HISTORY_FILE
+    card = card_file.read_text(encoding="utf-8") if card_file.is_file() else ""
+    history = _read_history(history_file) if history_file.is_file() else {}
+    return ModelDetails(model_id, str(path), meta, card, card_licence(card), history)
+
+
+def model_details(model_id: str, offline: bool = True) -> ModelDetails:
+    """Metadata, card, licence and training history of a bundled or cached zoo model."""
+    from model_zoo import bundled_dir
+
+    return _details(model_id, offline, str(bundled_dir()))
+
+
+def card_licence(card: str) -> str:
+    """The ``license:`` of a model card's YAML front matter, or ""."""
+    front = re.match(r"^---\n(.*?)\n---", card, re.DOTALL)
+    found = re.search(r"^license:\s*(\S+)", front.group(1), re.MULTILINE) if front else None
+    return found.group(1).strip("'\"") if found else ""
+
+
+def card_body(card: str) -> str:
+    """The model card without its YAML front matter, ready for ``st.markdown``."""
+    return re.sub(r"^---\n.*?\n---\n", "", card, count=1, flags=re.DOTALL).strip()
+
+
+def _read_history(path: Path) -> dict[str, list[float]]:
+    columns: dict[str, list[float]] = {}
+    with open(path, encoding="utf-8", newline="") as file:
+        for row in csv.DictReader(file):
+            for name, value in row.items():
+                try:
+                    columns.setdefault(name, []).append(float(value))
+                except (TypeError, ValueError):
+                    columns.setdefault(name, []).append(float("nan"))
+    return columns

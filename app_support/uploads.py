@@ -1,0 +1,247 @@
+"""Files coming into the app: uploads, bundled samples, ZIP archives, and image/mask pairing.
+
+Decoding is ``tiledseg.io`` (pixel limit, corrupt files, EXIF orientation); decoded arrays
+are kept in the shared :class:`~app_support.store.ResultStore` by content hash, so a rerun
+(every slider move) does not decode a 24-megapixel JPEG again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import numpy as np
+
+from app_support.store import ResultStore
+
+__all__ = [
+    "IMAGE_TYPES",
+    "MAX_ZIP_BYTES",
+    "SAMPLE_DIR_ENV",
+    "Pairing",
+    "Sample",
+    "Upload",
+    "decode_image",
+    "decode_mask",
+    "find_samples",
+    "pair_by_name",
+    "read_zip",
+    "sample_dir",
+    "uploads_from_widget",
+]
+
+# Extensions for st.file_uploader (it wants them without the dot).
+IMAGE_TYPES = ["jpg", "jpeg", "png", "tif", "tiff", "bmp", "webp"]
+SAMPLE_DIR_ENV = "TILEDSEG_SAMPLE_DIR"
+# A ZIP is refused when its entries would expand beyond this (a "zip bomb").
+MAX_ZIP_BYTES = 2 * 1024**3
+_SAMPLE_SETS = ("isic2017/valid", "isic2017/fullres", "bloodcell/valid")
+_SAMPLES_PER_SET = 6
+_MASK_SUFFIXES = ("", "_segmentation")
+
+
+@dataclass(frozen=True)
+class Upload:
+    """One file's name and bytes, with the SHA-256 of the bytes as its cache key."""
+
+    name: str
+    data: bytes
+    sha256: str
+
+    @classmethod
+    def from_bytes(cls, name: str, data: bytes) -> Upload:
+        return cls(name, bytes(data), hashlib.sha256(data).hexdigest())
+
+    @property
+    def stem(self) -> str:
+        return PurePosixPath(self.name).stem
+
+
+@dataclass(frozen=True)
+class Sample:
+    """A sample image on disk and, when there is one, its ground-truth mask."""
+
+    label: str
+    image: Path
+    mask: Path | None
+
+    def upload(self) -> Upload:
+        return Upload.from_bytes(self.image.name, self.image.read_bytes())
+
+    def mask_upload(self) -> Upload | None:
+        if self.mask is None:
+            return None
+        return Upload.from_bytes(self.mask.name, self.mask.read_bytes())
+
+
+@dataclass(frozen=True)
+class Pairing:
+    """Images matched to masks by file name, and what could not be matched."""
+
+    pairs: list[tuple[Upload, Upload]]
+    images_without_mask: list[str]
+    masks_without_image: list[str]
+
+
+def uploads_from_widget(files: Any) -> list[Upload]:
+    """``st.file_uploader``'s value (None, one file or a list) as a list of Upload."""
+    if files is None:
+        return []
+    if not isinstance(files, (list, tuple)):
+        files = [files]
+    return [Upload.from_bytes(file.name, file.getvalue()) for file in files]
+
+
+def sample_dir() -> Path:
+    """``$TILEDSEG_SAMPLE_DIR``, else ``../shared/data`` beside the checkout."""
+    override = os.environ.get(SAMPLE_DIR_ENV, "").strip()
+    if override:
+        return Path(override).expanduser()
+    return Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+def find_samples(model_path: str | os.PathLike | None = None) -> list[Sample]:
+    """A few images from the shared data folder, and the model's ``examples/`` images.
+
+    Args:
+        model_path: the zoo model's folder, whose ``examples/`` (images, with masks named
+            ``<stem>_mask.png`` or in ``examples/masks/``) is listed first.
+
+    Returns:
+        list of Sample, possibly empty (no data folder, no examples).
+    """
+    from tiledseg.io import IMAGE_EXTENSIONS
+
+    samples: list[Sample] = []
+    if model_path is not None:
+        examples = Path(model_path) / "examples"
+        if examples.is_dir():
+            for image in sorted(examples.iterdir()):
+                if image.suffix.lower() in IMAGE_EXTENSIONS and not image.stem.endswith("_mask"):
+                    mask = _first_file(
+                        examples / f"{image.stem}_mask.png",
+                        examples / "masks" / f"{image.stem}.png",
+                    )
+                    samples.append(Sample(f"model example · {image.name}", image, mask))
+    root = sample_dir()
+    for subset in _SAMPLE_SETS:
+        images = root / subset / "images"
+        if not images.is_dir():
+            continue
+        found = sorted(p for p in images.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS)
+        for image in found[:_SAMPLES_PER_SET]:
+            masks = root / subset / "masks"
+            mask = _first_file(*(masks / f"{image.stem}{s}.png" for s in _MASK_SUFFIXES))
+            samples.append(Sample(f"{subset} · {image.name}", image, mask))
+    return samples
+
+
+def _first_file(*paths: Path) -> Path | None:
+    return next((path for path in paths if path.is_file()), None)
+
+
+def mask_stem(name: str) -> str:
+    """The image stem a mask file belongs to: ``a.png`` and ``a_segmentation.png`` -> ``a``."""
+    stem = PurePosixPath(name).stem
+    return stem[: -len("_segmentation")] if stem.endswith("_segmentation") else stem
+
+
+def pair_by_name(images: list[Upload], masks: list[Upload]) -> Pairing:
+    """Match each image ``<stem>.*`` with the mask ``<stem>.png`` or ``<stem>_segmentation.png``.
+
+    The same rule as :func:`tiledseg.io.find_mask`, applied to uploaded names.
+
+    Example:
+        >>> a, m = Upload.from_bytes("a.jpg", b"1"), Upload.from_bytes("a_segmentation.png", b"2")
+        >>> len(pair_by_name([a], [m]).pairs)
+        1
+    """
+    by_stem: dict[str, Upload] = {}
+    for mask in masks:
+        # "<stem>.png" wins over "<stem>_segmentation.png" when both were uploaded.
+        key = mask_stem(mask.name)
+        if key not in by_stem or not PurePosixPath(mask.name).stem.endswith("_segmentation"):
+            by_stem[key] = mask
+    pairs, lonely_images, used = [], [], set()
+    for image in images:
+        mask = by_stem.get(image.stem)
+        if mask is None:
+            lonely_images.append(image.name)
+        else:
+            pairs.append((image, mask))
+            used.add(mask.name)
+    lonely_masks = [mask.name for mask in masks if mask.name not in used]
+    return Pairing(pairs, lonely_images, lonely_masks)
+
+
+def read_zip(upload: Upload) -> tuple[list[Upload], list[Upload]]:
+    """Images under ``images/`` and masks under ``masks/`` (at any depth) in a ZIP archive.
+
+    Raises:
+        tiledseg.errors.ImageReadError: not a ZIP, or it would expand beyond 2 GiB.
+    """
+    from tiledseg.errors import ImageReadError
+    from tiledseg.io import IMAGE_EXTENSIONS
+
+    try:
+        archive = zipfile.ZipFile(io.BytesIO(upload.data))
+    except zipfile.BadZipFile:
+        raise ImageReadError(upload.name, "not a ZIP archive (or it is corrupt)") from None
+    with archive:
+        entries = [e for e in archive.infolist() if not e.is_dir()]
+        total = sum(entry.file_size for entry in entries)
+        if total > MAX_ZIP_BYTES:
+            raise ImageReadError(
+                upload.name,
+                f"it would expand to {total / 1024**3:.1f} GiB, above the 2 GiB limit; "
+                "upload the images and masks separately",
+            )
+        images, masks = [], []
+        for entry in entries:
+            path = PurePosixPath(entry.filename)
+            if path.name.startswith(".") or path.suffix.lower() not in IMAGE_EXTENSIONS:
+                continue
+            folders = {part.lower() for part in path.parts[:-1]}
+            target = masks if "masks" in folders else images if "images" in folders else None
+            if target is not None:
+                target.append(Upload.from_bytes(path.name, archive.read(entry)))
+    if not images and not masks:
+        raise ImageReadError(
+            upload.name, "it has no images/ or masks/ folder with image files in it"
+        )
+    return images, masks
+
+
+def decode_image(store: ResultStore, upload: Upload) -> np.ndarray:
+    """The upload as RGB uint8 (read-only), decoded once per content.
+
+    Raises:
+        tiledseg.errors.ImageReadError, PixelLimitError: as :func:`tiledseg.io.read_image`.
+    """
+    from tiledseg.io import read_image
+
+    key = ("image", upload.sha256)
+    entry = store.get(key)
+    if entry is None:
+        entry = store.put(key, read_image(upload.data, name=upload.name))
+    return entry["value"]
+
+
+def decode_mask(store: ResultStore, upload: Upload, shape: tuple[int, int]) -> np.ndarray:
+    """The upload as a bool mask of the image's ``shape`` (read-only).
+
+    Raises:
+        tiledseg.errors.ImageReadError, MaskSizeError: as :func:`tiledseg.io.read_mask`.
+    """
+    from tiledseg.io import read_mask
+
+    key = ("mask", upload.sha256, tuple(shape))
+    entry = store.get(key)
+    if entry is None:
+        entry = store.put(key, read_mask(upload.data, name=upload.name, shape=tuple(shape)))
+    return entry["value"]

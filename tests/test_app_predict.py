@@ -1,0 +1,126 @@
+"""AppTest of the Predict page on real ISIC 2017 images, checked against tiledseg directly."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+from test_app_support import MODEL_ID, app_environment, make_bundle
+
+APP = str(Path(__file__).resolve().parents[1] / "app.py")
+TIMEOUT = 120
+STEM = "ISIC_0015124"
+KEY = f"predict_{MODEL_ID}"
+
+
+@pytest.fixture(scope="module")
+def zoo_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("zoo")
+    make_bundle(root)
+    with app_environment(root):
+        yield root
+
+
+@pytest.fixture(scope="module")
+def lesion(shared_data) -> tuple[str, bytes]:
+    path = shared_data / "isic2017" / "valid" / "images" / f"{STEM}.jpg"
+    return path.name, path.read_bytes()
+
+
+def _expected_stats(zoo_root, data: bytes, threshold: float) -> dict:
+    """What the page should show, computed with tiledseg and model_zoo and no app code."""
+    import model_zoo
+    from tiledseg import predict_tiled
+    from tiledseg.io import read_image
+    from tiledseg.postprocess import component_stats, postprocess
+
+    with app_environment(zoo_root):
+        zoo = model_zoo.load(MODEL_ID)
+    probabilities = predict_tiled(read_image(data), zoo)
+    mask = postprocess(probabilities, threshold=threshold, **zoo.meta.postprocess)
+    return component_stats(mask)
+
+
+def _predict_page() -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
+    return at.switch_page("app_pages/predict.py").run()
+
+
+def _metrics(at: AppTest) -> dict:
+    return {metric.label: (metric.value, metric.proto.delta) for metric in at.metric}
+
+
+def test_upload_segments_a_real_image_and_threshold_reuses_the_probabilities(zoo_root, lesion):
+    at = _predict_page()
+    assert at.info[0].value.startswith("Upload an image")
+    at.file_uploader(key="predict_upload").set_value((*lesion, "image/jpeg")).run()
+    assert not at.exception and not at.error
+    assert at.image[0].captions == [f"Overlay · {STEM}.jpg"]
+    assert at.image[1].captions == ["Mask"]
+    assert len(at.get("plotly_chart")) == 1  # the probability heatmap
+    expected = _expected_stats(zoo_root, lesion[1], threshold=0.5)
+    metrics = _metrics(at)
+    assert metrics["Area"] == (
+        f"{100 * expected['area_fraction']:.2f} %",
+        f"{expected['area_px']:,} px",
+    )
+    assert metrics["Components"][0] == str(expected["n_components"])
+    assert metrics["Inference"][1].endswith("MP/s")  # a fresh run
+
+    at.slider(key=f"{KEY}_threshold").set_value(0.8).run()
+    assert not at.exception and not at.error
+    metrics = _metrics(at)
+    assert metrics["Inference"][1] == "cached"  # re-thresholded without running the network
+    stricter = _expected_stats(zoo_root, lesion[1], threshold=0.8)
+    assert stricter["area_px"] < expected["area_px"]
+    assert metrics["Area"][1] == f"{stricter['area_px']:,} px"
+    labels = [button.label for button in at.get("download_button")]
+    assert labels == ["Mask PNG", "Overlay PNG", "Probability PNG"]
+
+
+def test_applied_settings_run_again_and_draw_the_grid(zoo_root, lesion):
+    at = _predict_page()
+    at.file_uploader(key="predict_upload").set_value((*lesion, "image/jpeg")).run()
+    at.selectbox(key=f"{KEY}_tile").set_value(64)
+    at.slider(key=f"{KEY}_overlap").set_value(0.5)
+    next(b for b in at.button if b.label == "Apply settings").click().run()
+    assert not at.exception and not at.error
+    assert "tile 64 · overlap 0.5" in at.caption[1].value
+    assert _metrics(at)["Inference"][1].endswith("MP/s")  # new settings: a new inference
+    tiles = int(at.caption[-1].value.split(" tiles")[0])
+    assert tiles > 4  # 256x386 at short side 256, in 64 px tiles overlapping by half
+    at.toggle(key="predict_grid").set_value(True).run()
+    assert not at.exception and not at.error
+
+
+def test_corrupt_upload_is_an_error_not_a_traceback(lesion):
+    at = _predict_page()
+    at.file_uploader(key="predict_upload").set_value(("broken.jpg", lesion[1][:600], "image/jpeg"))
+    at.run()
+    assert not at.exception
+    assert "broken.jpg" in at.error[0].value and "Cannot read" in at.error[0].value
+    assert "save it again as PNG or JPEG" in at.error[0].value
+
+
+def test_a_batch_lists_every_image_and_offers_a_zip(zoo_root, shared_data, lesion):
+    other = shared_data / "isic2017" / "valid" / "images" / "ISIC_0014937.jpg"
+    at = _predict_page()
+    at.file_uploader(key="predict_upload").set_value(
+        [(*lesion, "image/jpeg"), (other.name, other.read_bytes(), "image/jpeg")]
+    )
+    at.run()
+    assert not at.exception and not at.error
+    table = at.dataframe[0].value
+    assert list(table["image"]) == [f"{STEM}.jpg", other.name]
+    assert at.selectbox(key="predict_shown").options == [f"{STEM}.jpg", other.name]
+    assert "All 2 (ZIP)" in [button.label for button in at.get("download_button")]
+
+
+def test_samples_come_from_the_shared_data(zoo_root, shared_data):
+    at = _predict_page()
+    at.radio(key="predict_source").set_value("Sample").run()
+    assert not at.exception and not at.error
+    first = sorted((shared_data / "isic2017" / "valid" / "images").iterdir())[0].name
+    assert at.selectbox(key="predict_sample").value == f"isic2017/valid · {first}"
+    assert at.image[0].captions == [f"Overlay · {first}"]

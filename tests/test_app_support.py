@@ -1,0 +1,163 @@
+"""The app's support package (caching store, pairing, ZIPs), and the model bundle app tests use.
+
+The other ``test_app_*.py`` files import :func:`make_bundle` and :func:`app_environment` from
+here. The bundled model is real Keras, saved in the zoo layout and loaded by ``model_zoo``
+exactly as a shipped one: a per-pixel logistic colour model (fitted once on ISIC 2017 training
+pixels, coefficients below) behind an average pool, so it has a downsampling factor of 2 and
+finds dark lesions on real dermoscopy images (mean Dice about 0.5 on isic2017/valid).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import zipfile
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+MODEL_ID = "unet-isic2017"
+# Logistic regression of "lesion" on RGB/255, fitted on 60 isic2017/train images.
+_COLOUR_WEIGHTS = (13.58, -8.24, -10.16)
+_COLOUR_BIAS = 0.95
+_CARD = """---
+license: apache-2.0
+tags: [image-segmentation, tiledseg]
+---
+# {id}
+
+A colour model standing in for a trained UNet in the app's tests.
+"""
+
+
+def build_colour_model():
+    """A fully convolutional Keras model from built-in layers with fixed, meaningful weights."""
+    import keras
+
+    inputs = keras.Input((None, None, 3))
+    x = keras.layers.Rescaling(1 / 255.0)(inputs)
+    x = keras.layers.Conv2D(1, 1, name="colour_logit")(x)
+    x = keras.layers.AveragePooling2D(2)(x)
+    x = keras.layers.UpSampling2D(2)(x)
+    outputs = keras.layers.Activation("sigmoid")(x)
+    model = keras.Model(inputs, outputs, name="colour_lesion")
+    kernel = np.array(_COLOUR_WEIGHTS, np.float32).reshape(1, 1, 3, 1)
+    model.get_layer("colour_logit").set_weights([kernel, np.array([_COLOUR_BIAS], np.float32)])
+    return model
+
+
+def make_bundle(root: Path, model_id: str = MODEL_ID) -> Path:
+    """Write a zoo model folder ``root/model_id`` (Keras layout, tiledseg.json, card, history)."""
+    import keras
+
+    from model_zoo import ModelMeta
+
+    folder = root / model_id
+    folder.mkdir(parents=True)
+    keras.saving.save_model(build_colour_model(), folder, zipped=False)
+    ModelMeta(
+        name=model_id,
+        description="Test stand-in: lesion pixels by colour.",
+        architecture="colour-logistic",
+        scale={"mode": "short_side", "value": 256},
+        tile=128,
+        overlap=0.25,
+        downsampling=2,
+        dataset={"name": "ISIC 2017 Task 1", "id": "isic2017", "licence": "CC-0"},
+        metrics=[
+            {"split": "isic2017/valid", "settings": {}, "values": {"dice": 0.5, "jaccard": 0.38}}
+        ],
+    ).write(folder)
+    (folder / "README.md").write_text(_CARD.format(id=model_id), encoding="utf-8")
+    (folder / "history.csv").write_text(
+        "epoch,loss,dice,val_loss,val_dice\n1,0.6,0.3,0.62,0.28\n2,0.5,0.45,0.55,0.4\n",
+        encoding="utf-8",
+    )
+    return folder
+
+
+@contextmanager
+def app_environment(root: Path, registry_models: list[dict] | None = None):
+    """Point the zoo at ``root`` (bundled models) and a registry (empty by default)."""
+    registry = root / "registry.json"
+    document = {"format_version": "1.0", "models": registry_models or []}
+    registry.write_text(json.dumps(document), encoding="utf-8")
+    saved = {name: os.environ.get(name) for name in ("TILEDSEG_BUNDLED_DIR", "TILEDSEG_REGISTRY")}
+    os.environ["TILEDSEG_BUNDLED_DIR"] = str(root)
+    os.environ["TILEDSEG_REGISTRY"] = str(registry)
+    try:
+        yield root
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+# --- the support package itself ---------------------------------------------------------------
+
+
+def test_store_evicts_oldest_and_freezes_arrays():
+    from app_support.store import ResultStore
+
+    store = ResultStore(max_bytes=1000)
+    store.put("a", np.zeros(100, np.float32))  # 400 bytes
+    store.put("b", np.zeros(100, np.float32))
+    assert store.get("a") is not None  # "a" is now the most recent
+    store.put("c", np.zeros(100, np.float32))  # 1200 > 1000: evicts "b"
+    assert store.get("b") is None and store.get("a") is not None and store.get("c") is not None
+    with pytest.raises(ValueError):
+        store.get("a")["value"][0] = 1.0  # read-only: no session can change another's result
+    store.put("huge", np.zeros(1000, np.float32))  # larger than the budget: returned, not kept
+    assert store.get("huge") is None and len(store) == 2
+
+
+def test_pair_by_name_matches_both_mask_spellings_and_lists_the_rest():
+    from app_support.uploads import Upload, pair_by_name
+
+    images = [Upload.from_bytes(n, n.encode()) for n in ("a.jpg", "b.jpg", "c.png")]
+    masks = [Upload.from_bytes(n, n.encode()) for n in ("a.png", "b_segmentation.png", "z.png")]
+    pairing = pair_by_name(images, masks)
+    assert [(i.name, m.name) for i, m in pairing.pairs] == [
+        ("a.jpg", "a.png"),
+        ("b.jpg", "b_segmentation.png"),
+    ]
+    assert pairing.images_without_mask == ["c.png"]
+    assert pairing.masks_without_image == ["z.png"]
+
+
+def test_read_zip_takes_images_and_masks_folders_and_rejects_non_zip():
+    from app_support.uploads import Upload, read_zip
+    from tiledseg.errors import ImageReadError
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("set/images/a.jpg", b"jpeg")
+        archive.writestr("set/masks/a.png", b"png")
+        archive.writestr("set/readme.txt", b"text")
+        archive.writestr("set/images/.hidden.jpg", b"x")
+    images, masks = read_zip(Upload.from_bytes("set.zip", buffer.getvalue()))
+    assert [u.name for u in images] == ["a.jpg"] and [u.name for u in masks] == ["a.png"]
+    with pytest.raises(ImageReadError, match="not a ZIP"):
+        read_zip(Upload.from_bytes("set.zip", b"not a zip"))
+
+
+def test_bundle_loads_through_the_zoo_and_segments_a_real_lesion(tmp_path, shared_data):
+    import model_zoo
+    from tiledseg import predict_tiled
+    from tiledseg.io import read_image, read_mask
+    from tiledseg.metrics import dice
+
+    make_bundle(tmp_path)
+    with app_environment(tmp_path):
+        assert [entry.id for entry in model_zoo.list_models()] == [MODEL_ID]
+        zoo = model_zoo.load(MODEL_ID)
+    folder = shared_data / "isic2017" / "valid"
+    image = read_image(folder / "images" / "ISIC_0015124.jpg")
+    truth = read_mask(folder / "masks" / "ISIC_0015124.png")
+    score = dice(predict_tiled(image, zoo) > 0.5, truth)
+    assert 0.85 < score <= 1.0, score
