@@ -25,10 +25,10 @@ from app_support import (
 )
 from app_support.runs import (
     default_settings,
+    mask_key,
     metrics_row,
     postprocessed_mask,
     predict,
-    settings_key,
     threshold_curves,
 )
 from app_support.uploads import IMAGE_TYPES, Upload, decode_image, decode_mask, uploads_from_widget
@@ -131,8 +131,8 @@ with view:
                 label=f"Segmenting {image_upload.name}",
             )
             mask = postprocessed_mask(store, prediction, threshold, options)
-            mask_key = f"{prediction.key}|{threshold}|{settings_key(options)}"
-            values = metrics_row(mask_key, mask_upload.sha256, mask, truth)
+            key = mask_key(prediction, threshold, options)
+            values = metrics_row(key, mask_upload.sha256, mask, truth)
             rows.append({"image": image_upload.name, "mask": mask_upload.name, **values})
             scored.append((image_upload, mask_upload, image, truth, prediction, mask))
     overall.empty()
@@ -143,7 +143,8 @@ if not rows:
 means = mean_metrics(rows)
 with view:
     st.subheader(f"Means over {len(rows)} image{'s' if len(rows) > 1 else ''}")
-    for column, name in zip(st.columns(len(HEADLINE)), HEADLINE, strict=True):
+    columns = [*st.columns(3), *st.columns(3)]
+    for column, name in zip(columns, HEADLINE, strict=True):
         value = means.get(name, float("nan"))
         text = "n/a" if value != value else (f"{value:.1f}" if name == "hd95" else f"{value:.4f}")
         column.metric(METRIC_LABELS[name], text)

@@ -37,7 +37,10 @@ if not entries:
 
 
 def _size(entry: dict) -> str:
-    return f"{entry['size_bytes'] / 1e6:.1f} MB" if entry["size_bytes"] else "-"
+    size = entry["size_bytes"]
+    if not size:
+        return "-"
+    return f"{size / 1e6:.1f} MB" if size >= 1e6 else f"{size / 1e3:.0f} kB"
 
 
 st.dataframe(
@@ -160,7 +163,11 @@ if not outcome.failed:
     st.image(viz.side_by_side(panels, titles), width="stretch")
     for column, (model_id, prediction, dice) in zip(st.columns(2), results, strict=True):
         column.metric(
-            f"{model_id} time", f"{prediction.seconds:.2f} s", f"{prediction.tiles} tiles"
+            f"{model_id} time",
+            f"{prediction.seconds:.2f} s",
+            f"{prediction.tiles} tile{'s' if prediction.tiles != 1 else ''}",
+            delta_color="off",
+            delta_arrow="off",
         )
         if dice is not None:
             column.metric(f"{model_id} Dice", f"{dice:.4f}")

@@ -16,10 +16,9 @@ from app_support import (
     settings_form,
     user_errors,
 )
-from app_support.runs import default_settings, postprocessed_mask, predict
+from app_support.runs import default_settings, mask_key, mask_stats, postprocessed_mask, predict
 from app_support.uploads import decode_image
 from tiledseg import viz
-from tiledseg.postprocess import component_stats
 
 PAGE = "predict"
 DISPLAY_SIDE = 1200
@@ -71,7 +70,8 @@ with view:
                 loaded, store, image, item.image.sha256, settings, label=f"Segmenting {name}"
             )
             mask = postprocessed_mask(store, prediction, threshold, options)
-            results.append((name, image, prediction, mask, component_stats(mask)))
+            stats = mask_stats(mask_key(prediction, threshold, options), mask)
+            results.append((name, image, prediction, mask, stats))
 if not results:
     st.stop()
 
@@ -119,16 +119,24 @@ with view:
         )
 
     area, components, timing = st.columns(3)
-    area.metric("Area", f"{100 * stats['area_fraction']:.2f} %", f"{stats['area_px']:,} px")
+    area.metric(
+        "Area",
+        f"{100 * stats['area_fraction']:.2f} %",
+        f"{stats['area_px']:,} px",
+        delta_color="off",
+        delta_arrow="off",
+    )
     components.metric("Components", stats["n_components"])
     timing.metric(
         "Inference",
         f"{prediction.seconds:.2f} s",
         "cached" if prediction.cached else f"{prediction.megapixels_per_second:.2f} MP/s",
         delta_color="off",
+        delta_arrow="off",
     )
     st.caption(
-        f"{prediction.tiles} tiles · {image.shape[0] * image.shape[1] / 1e6:.2f} megapixels · "
+        f"{prediction.tiles} tile{'s' if prediction.tiles != 1 else ''} · "
+        f"{image.shape[0] * image.shape[1] / 1e6:.2f} megapixels · "
         f"largest component {stats['largest_component_px']:,} px"
     )
     st.plotly_chart(charts.probability_figure(prediction.probabilities, "Probability map"))

@@ -138,7 +138,13 @@ st.image(viz.side_by_side(panels, titles), width="stretch")
 
 columns = st.columns(len(methods))
 for column, (name, prediction) in zip(columns, methods.items(), strict=True):
-    column.metric(f"{name} time", f"{prediction.seconds:.2f} s", f"{prediction.tiles} tiles")
+    column.metric(
+        f"{name} time",
+        f"{prediction.seconds:.2f} s",
+        f"{prediction.tiles} tile{'s' if prediction.tiles != 1 else ''}",
+        delta_color="off",
+        delta_arrow="off",
+    )
     if name in scores:
         column.metric(f"{name} Dice", f"{scores[name]:.4f}")
 

@@ -24,6 +24,8 @@ __all__ = [
     "Prediction",
     "default_postprocess",
     "default_settings",
+    "mask_key",
+    "mask_stats",
     "metrics_row",
     "postprocessed_mask",
     "predict",
@@ -222,12 +224,25 @@ def postprocessed_mask(
     """``tiledseg.postprocess.postprocess`` of the probabilities, cached per settings."""
     from tiledseg.postprocess import postprocess
 
-    key = ("mask", prediction.key, float(threshold), settings_key(options))
+    key = ("mask", mask_key(prediction, threshold, options))
     entry = store.get(key)
     if entry is None:
         mask = postprocess(prediction.probabilities, threshold=threshold, **options)
         entry = store.put(key, mask)
     return entry["value"]
+
+
+@st.cache_data(max_entries=256, show_spinner=False)
+def mask_stats(mask_key: str, _mask: np.ndarray) -> dict:
+    """``tiledseg.postprocess.component_stats`` of a mask, cached by its key."""
+    from tiledseg.postprocess import component_stats
+
+    return component_stats(_mask)
+
+
+def mask_key(prediction: Prediction, threshold: float, options: dict[str, Any]) -> str:
+    """The key of ``postprocessed_mask(store, prediction, threshold, options)``."""
+    return f"{prediction.key}|{float(threshold)}|{settings_key(options)}"
 
 
 @st.cache_data(max_entries=512, show_spinner=False)

@@ -88,7 +88,7 @@ def test_applied_settings_run_again_and_draw_the_grid(zoo_root, lesion):
     assert not at.exception and not at.error
     assert "tile 64 · overlap 0.5" in at.caption[1].value
     assert _metrics(at)["Inference"][1].endswith("MP/s")  # new settings: a new inference
-    tiles = int(at.caption[-1].value.split(" tiles")[0])
+    tiles = int(at.caption[-1].value.split(" tile")[0])
     assert tiles > 4  # 256x386 at short side 256, in 64 px tiles overlapping by half
     at.toggle(key="predict_grid").set_value(True).run()
     assert not at.exception and not at.error
