@@ -225,7 +225,8 @@ def decode_image(store: ResultStore, upload: Upload) -> np.ndarray:
     """
     from tiledseg.io import read_image
 
-    key = ("image", upload.sha256)
+    # The pixel limit is part of the key: a cached decode must not bypass a lower limit.
+    key = ("image", upload.sha256, os.environ.get("TILEDSEG_MAX_PIXELS", ""))
     entry = store.get(key)
     if entry is None:
         entry = store.put(key, read_image(upload.data, name=upload.name))
@@ -240,7 +241,7 @@ def decode_mask(store: ResultStore, upload: Upload, shape: tuple[int, int]) -> n
     """
     from tiledseg.io import read_mask
 
-    key = ("mask", upload.sha256, tuple(shape))
+    key = ("mask", upload.sha256, tuple(shape), os.environ.get("TILEDSEG_MAX_PIXELS", ""))
     entry = store.get(key)
     if entry is None:
         entry = store.put(key, read_mask(upload.data, name=upload.name, shape=tuple(shape)))

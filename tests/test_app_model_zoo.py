@@ -82,3 +82,14 @@ def test_compare_two_models_on_one_image(zoo_root, offline_hub, shared_data):
     assert metrics[f"{MODEL_ID} Dice"] == metrics[f"{SECOND_ID} Dice"]
     assert 0.0 < float(metrics[f"{MODEL_ID} Dice"]) <= 1.0
     assert "Each model runs with its own recommended settings" in at.caption[-1].value
+
+
+def test_choosing_a_hub_model_offline_and_not_cached_is_an_error(zoo_root, offline_hub):
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
+    at.selectbox(key="model_choice").set_value(REMOTE["id"]).run()
+    assert not at.exception
+    message = at.error[0].value
+    assert f"Model {REMOTE['id']}" in message
+    assert "is not in the Hugging Face cache" in message and "HF_HUB_OFFLINE is set" in message
+    at.switch_page("app_pages/predict.py").run()
+    assert not at.exception and "is not in the Hugging Face cache" in at.error[0].value

@@ -94,7 +94,7 @@ def test_applied_settings_run_again_and_draw_the_grid(zoo_root, lesion):
     assert not at.exception and not at.error
 
 
-def test_corrupt_upload_is_an_error_not_a_traceback(lesion):
+def test_corrupt_upload_is_an_error_not_a_traceback(zoo_root, lesion):
     at = _predict_page()
     at.file_uploader(key="predict_upload").set_value(("broken.jpg", lesion[1][:600], "image/jpeg"))
     at.run()
@@ -124,3 +124,15 @@ def test_samples_come_from_the_shared_data(zoo_root, shared_data):
     first = sorted((shared_data / "isic2017" / "valid" / "images").iterdir())[0].name
     assert at.selectbox(key="predict_sample").value == f"isic2017/valid · {first}"
     assert at.image[0].captions == [f"Overlay · {first}"]
+
+
+def test_image_above_the_pixel_limit_is_an_error_saying_how_to_raise_it(
+    zoo_root, lesion, monkeypatch
+):
+    monkeypatch.setenv("TILEDSEG_MAX_PIXELS", "50000")  # the lesion is 256x387 = 99,072 px
+    at = _predict_page()
+    at.file_uploader(key="predict_upload").set_value((*lesion, "image/jpeg")).run()
+    assert not at.exception
+    message = at.error[0].value
+    assert "above the limit of 50,000 pixels" in message
+    assert "TILEDSEG_MAX_PIXELS=99072" in message
