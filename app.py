@@ -35,7 +35,7 @@ def _model_label(entries: dict[str, dict]):
         entry = entries.get(option)
         if entry is None:
             return option
-        where = "bundled" if entry["source"] == "bundled" else "Hub"
+        where = {"bundled": "bundled", "serving": "TF Serving"}.get(entry["source"], "Hub")
         ready = "" if entry["offline"] else ", not downloaded"
         return f"{option} ({where}{ready})"
 

@@ -83,7 +83,12 @@ if entry["source"] == "hub":
             refresh_zoo()
             st.rerun()
 
-if details.problem:
+if entry["source"] == "serving":
+    st.info(
+        f"{chosen} runs in {entry['description']}; its metadata comes from "
+        "TILEDSEG_SERVING_META. Choose it in the sidebar to use it on every page."
+    )
+elif details.problem:
     if entry["offline"]:
         st.error(f"Cannot read {chosen}'s metadata: {details.problem}")
     else:

@@ -22,6 +22,7 @@ from app_support.runs import (
 )
 from app_support.uploads import IMAGE_TYPES, Upload, decode_image, decode_mask
 from tiledseg import viz
+from tiledseg.tile_backend import is_tile_backend
 
 PAGE = "tiling_lab"
 PANEL_SIDE = 800
@@ -109,14 +110,20 @@ with user_errors("Comparison") as outcome:
         item.image.sha256,
         input_size=lab["tile"] if lab["whole"] == "squash" else None,
     )
-    methods["Seeds' tiling"] = predict_seed_tiles(
-        loaded, store, image, item.image.sha256, tile=lab["tile"], overlap=lab["overlap"]
-    )
+    if not is_tile_backend(loaded.zoo):  # the seeds' algorithm calls Keras' model.predict
+        methods["Seeds' tiling"] = predict_seed_tiles(
+            loaded, store, image, item.image.sha256, tile=lab["tile"], overlap=lab["overlap"]
+        )
     methods["Blended tiling"] = predict(
         loaded, store, image, item.image.sha256, settings, label="Blended tiling"
     )
 if outcome.failed:
     st.stop()
+if "Seeds' tiling" not in methods:
+    st.info(
+        "The seeds' tiling runs Keras' `model.predict` tile by tile, so it is shown for zoo "
+        "models only, not for a model served by TensorFlow Serving."
+    )
 
 masks = {
     name: postprocessed_mask(store, p, threshold, NO_POSTPROCESS) for name, p in methods.items()
@@ -157,6 +164,7 @@ whole = methods["Whole image"].probabilities
 seams = {
     name: np.abs(methods[name].probabilities - whole)
     for name in ("Seeds' tiling", "Blended tiling")
+    if name in methods
 }
 st.image(
     viz.side_by_side(

@@ -6,6 +6,11 @@ inference, but building a model's compiled predict function the first time is no
 Keras, and on a CPU two inferences at once only compete for the same cores. So each model
 carries a lock and inference runs under it: sessions take turns on one model, and a session
 waiting for its turn is told so. Different models run in parallel.
+
+A model served by TensorFlow Serving (``$TILEDSEG_SERVING_URL``, with its metadata from
+``$TILEDSEG_SERVING_META``, as ``deploy/docker-compose.yml`` sets them) is offered in the picker
+as ``served:NAME``; its network runs in the server, which batches concurrent requests itself,
+so sessions do not take turns on it.
 """
 
 from __future__ import annotations
@@ -26,8 +31,12 @@ __all__ = [
     "DEFAULT_MODEL",
     "DEFAULT_MODEL_ENV",
     "LOCAL_MODELS_ENV",
+    "SERVED_PREFIX",
+    "SERVING_META_ENV",
+    "SERVING_URL_ENV",
     "LoadedModel",
     "ModelDetails",
+    "ServedModel",
     "card_body",
     "card_licence",
     "catalog",
@@ -40,10 +49,37 @@ __all__ = [
 ]
 
 DEFAULT_MODEL = "unet-isic2017"
+SERVING_URL_ENV = "TILEDSEG_SERVING_URL"
+SERVING_META_ENV = "TILEDSEG_SERVING_META"
+SERVED_PREFIX = "served:"
 DEFAULT_MODEL_ENV = "TILEDSEG_DEFAULT_MODEL"
 # A hosted demo must not load arbitrary files from the server's disk by path.
 LOCAL_MODELS_ENV = "TILEDSEG_APP_LOCAL_MODELS"
 _MAX_PREDICTORS = 8
+
+
+class ServedModel:
+    """A ``tiledseg.serving.ServingModel`` with the attributes the pages read from a zoo model.
+
+    It is a tile backend itself (``predict_tiles`` and the rest are the served model's), so
+    ``tiledseg.predict_tiled`` and ``predict_whole`` accept it as they accept the served model.
+    """
+
+    def __init__(self, served: Any, ref: str, meta_source: str):
+        self._served = served
+        self.id = ref
+        self.card = ""
+        self.path = Path(meta_source)
+        self.revision = None if served.served_version is None else str(served.served_version)
+        self.source = "serving"
+        self.repo_id = None
+
+    @property
+    def meta(self) -> Any:
+        return self._served.meta
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._served, name)
 
 
 @dataclass(eq=False)
@@ -55,6 +91,7 @@ class LoadedModel:
         ref: str, the reference it was loaded from; revision: str or None.
         key: str, identifies the exact weights (path and commit) in result cache keys.
         lock: threading.Lock held while the model runs.
+        exclusive: bool, whether inference takes the lock (False for a served model).
     """
 
     zoo: Any
@@ -62,6 +99,7 @@ class LoadedModel:
     revision: str | None
     key: str
     lock: threading.Lock = field(default_factory=threading.Lock)
+    exclusive: bool = True
     _predictors: OrderedDict = field(default_factory=OrderedDict)
     _predictors_lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -99,21 +137,38 @@ def _check_reference(ref: str) -> None:
 
 
 @st.cache_resource(max_entries=4, show_spinner="Loading the model…")
-def _load(ref: str, revision: str | None, bundled_root: str) -> LoadedModel:
+def _load(ref: str, revision: str | None, bundled_root: str, serving_url: str) -> LoadedModel:
+    if ref.startswith(SERVED_PREFIX):
+        return _load_served(ref, serving_url)
     import model_zoo
 
     zoo = model_zoo.load(ref, revision=revision)
     return LoadedModel(zoo=zoo, ref=ref, revision=revision, key=f"{zoo.path}@{zoo.revision}")
 
 
+def _load_served(ref: str, url: str) -> LoadedModel:
+    from tiledseg.errors import ModelLoadError
+    from tiledseg.serving import ServingModel, parse_serving_url
+
+    if not url:
+        raise ModelLoadError(
+            f"{ref} is a TF Serving model but {SERVING_URL_ENV} is not set: start the app with "
+            f"{SERVING_URL_ENV}=grpc://HOST:PORT/MODEL_NAME, or pick a zoo model."
+        )
+    name = parse_serving_url(url).model_name
+    meta_source = os.environ.get(SERVING_META_ENV, "").strip() or name
+    served = ServingModel(url, meta=meta_source).check()
+    zoo = ServedModel(served, ref, meta_source)
+    key = f"{url}@{served.served_version}"
+    return LoadedModel(zoo=zoo, ref=ref, revision=None, key=key, exclusive=False)
+
+
 def load_model(ref: str, revision: str | None = None) -> LoadedModel:
     """Load a zoo model once per process (``st.cache_resource``), keyed on (ref, revision).
 
-    The bundled folder (``$TILEDSEG_BUNDLED_DIR``) is part of the key, so pointing it
-    elsewhere never returns a model loaded from the old one.
-
     Args:
-        ref: str, a bundled or registry id, ``ORG/NAME`` or ``hf://ORG/NAME``.
+        ref: str, a bundled or registry id, ``ORG/NAME``, ``hf://ORG/NAME``, or
+            ``served:NAME`` for the model at ``$TILEDSEG_SERVING_URL``.
         revision: str or None, a Hub branch, tag or commit.
 
     Returns:
@@ -124,8 +179,13 @@ def load_model(ref: str, revision: str | None = None) -> LoadedModel:
     """
     from model_zoo import bundled_dir
 
-    _check_reference(ref)
-    return _load(ref.strip(), revision or None, str(bundled_dir()))
+    served = isinstance(ref, str) and ref.startswith(SERVED_PREFIX)
+    if not served:
+        _check_reference(ref)
+    # The bundled folder and the server's URL are part of the key: pointing either elsewhere
+    # (a deployment, a test) never returns a model loaded from the old place.
+    url = os.environ.get(SERVING_URL_ENV, "").strip() if served else ""
+    return _load(ref.strip(), revision or None, str(bundled_dir()), url)
 
 
 def clear_loaded_models() -> None:
@@ -148,18 +208,42 @@ def _catalog(bundled_root: str, registry: str) -> list[dict[str, Any]]:
 
 
 def catalog() -> list[dict[str, Any]]:
-    """Every zoo model as a dict (``model_zoo.CatalogEntry.to_dict``); never uses the network."""
+    """Every zoo model as a dict (``model_zoo.CatalogEntry.to_dict``); never uses the network.
+
+    A TF Serving model (``$TILEDSEG_SERVING_URL``) comes first, with ``source="serving"``.
+    """
     from model_zoo import bundled_dir
     from model_zoo.registry import registry_path
 
-    return _catalog(str(bundled_dir()), str(registry_path()))
+    served = _served_entry()
+    entries = _catalog(str(bundled_dir()), str(registry_path()))
+    return [served, *entries] if served else entries
+
+
+def _served_entry() -> dict[str, Any] | None:
+    url = os.environ.get(SERVING_URL_ENV, "").strip()
+    if not url:
+        return None
+    from tiledseg.serving import parse_serving_url
+
+    entry = dict.fromkeys(("task", "dataset", "metric", "repo_id", "revision"), "")
+    entry.update(source="serving", offline=True, size_bytes=None, problem="")
+    try:
+        name = parse_serving_url(url).model_name
+    except ValueError as error:
+        name, entry["problem"] = "invalid-url", str(error)
+    entry.update(id=f"{SERVED_PREFIX}{name}", description=f"TensorFlow Serving at {url}")
+    return entry
 
 
 def default_model_id(ids: list[str]) -> str | None:
-    """``$TILEDSEG_DEFAULT_MODEL``, else ``unet-isic2017`` if listed, else the first id."""
+    """`$TILEDSEG_DEFAULT_MODEL`, else the served model, else `unet-isic2017`, else the first."""
     wanted = os.environ.get(DEFAULT_MODEL_ENV, "").strip()
     if wanted:
         return wanted
+    served = [model_id for model_id in ids if model_id.startswith(SERVED_PREFIX)]
+    if served:
+        return served[0]
     if DEFAULT_MODEL in ids:
         return DEFAULT_MODEL
     return ids[0] if ids else None

@@ -113,7 +113,8 @@ def _run(
         bar.progress(min(1.0, done / max(total, 1)), text=f"{label}: tile {done} of {total}")
 
     try:
-        if not loaded.lock.acquire(blocking=False):
+        # A served model is shared by the server's own batching: no turn-taking for it.
+        if loaded.exclusive and not loaded.lock.acquire(blocking=False):
             bar.progress(0.0, text=f"{label}: waiting for another session using this model")
             loaded.lock.acquire()
         try:
@@ -121,7 +122,8 @@ def _run(
             probabilities, tiles = compute(progress)
             seconds = time.perf_counter() - start
         finally:
-            loaded.lock.release()
+            if loaded.exclusive:
+                loaded.lock.release()
     finally:
         bar.empty()
     probabilities = _first_channel(np.asarray(probabilities, np.float32))
