@@ -10,7 +10,14 @@ from pathlib import Path
 import pytest
 
 from training.augment import Augmenter
-from training.config import DEFAULTS, apply_override, load_config, read_seed_config, to_toml
+from training.config import (
+    DEFAULTS,
+    apply_override,
+    check_inference_config,
+    load_config,
+    read_seed_config,
+    to_toml,
+)
 from training.models import build_model
 
 CONFIGS = Path(__file__).resolve().parents[1] / "training" / "configs"
@@ -239,3 +246,21 @@ def test_a_non_seed_ini_is_refused(tmp_path):
         read_seed_config(path)
     with pytest.raises(FileNotFoundError):
         read_seed_config(tmp_path / "absent.config")
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ('inference.select_metric="dise"', "Did you mean 'dice'"),
+        ('inference.tta=["flip"]', "Did you mean 'flips'"),
+        ("inference.postprocess=[{fill_hole=true}]", "Did you mean 'fill_holes'"),
+        ("inference.overlap=[1.0]", r"must be in \[0.0, 1.0\)"),
+        ("inference.threshold=[1.5]", "inference.threshold"),
+        ('inference.blend="gauss"', "Did you mean 'gaussian'"),
+        ('inference.classes=[{name="x"}]', "exactly `name` and `color`"),
+    ],
+)
+def test_inference_candidates_are_checked_before_training(override, message):
+    check_inference_config(load_config(CONFIGS / "isic2017.toml"))
+    with pytest.raises(ValueError, match=message):
+        check_inference_config(load_config(CONFIGS / "isic2017.toml", overrides=[override]))

@@ -21,12 +21,17 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from tiledseg._validation import validate_choice, validate_range
+from tiledseg.postprocess import POSTPROCESS_KEYS
+from tiledseg.tiling import BLEND_MODES
 from training.augment import AUGMENT_DEFAULTS
 from training.seed_config import read_seed_config
 
 __all__ = [
     "DEFAULTS",
+    "SELECTION_METRICS",
     "apply_override",
+    "check_inference_config",
     "load_config",
     "read_seed_config",  # re-exported from training.seed_config
     "to_toml",
@@ -98,6 +103,9 @@ DEFAULTS: dict[str, Any] = {
     "eval": {"split": ""},
     "dataset": {},
 }
+
+# Metrics the inference defaults may be chosen by (keys of tiledseg.metrics, higher is better).
+SELECTION_METRICS = ("dice", "jaccard", "threshold_jaccard", "sensitivity", "specificity")
 
 # Tables whose keys are not fixed here.
 _FREE_TABLES = {("augment",), ("dataset",), ("train", "loss_options")}
@@ -236,6 +244,36 @@ def load_config(
     _check(config, DEFAULTS, ())
     config["augment"] = {**AUGMENT_DEFAULTS, **config["augment"]}
     return config
+
+
+def check_inference_config(config: dict[str, Any]) -> None:
+    """Check the ``[inference]`` candidates, which only the end of a run uses.
+
+    Training calls this first, so a typo fails before hours of training rather than after.
+
+    Raises:
+        ValueError, TypeError: a candidate value is not allowed.
+    """
+    inference = config["inference"]
+    validate_choice(inference["select_metric"], SELECTION_METRICS, "inference.select_metric")
+    validate_choice(inference["blend"], BLEND_MODES, "inference.blend")
+    for tta in inference["tta"]:
+        validate_choice(tta, ("none", "flips"), "inference.tta")
+    for tile in inference["tile"]:
+        validate_range(tile, "inference.tile", low=1, integer=True)
+    for overlap in inference["overlap"]:
+        validate_range(overlap, "inference.overlap", low=0.0, high=1.0, high_inclusive=False)
+    for threshold in inference["threshold"]:
+        validate_range(threshold, "inference.threshold", low=0.0, high=1.0)
+    allowed = [key for key in POSTPROCESS_KEYS if key != "threshold"]
+    for options in inference["postprocess"]:
+        for key in options:
+            validate_choice(key, allowed, "inference.postprocess key")
+    for item in inference["classes"]:
+        if set(item) != {"name", "color"}:
+            raise ValueError(
+                f"Each of `inference.classes` needs exactly `name` and `color`. Received: {item!r}"
+            )
 
 
 def _toml_value(value: Any) -> str:

@@ -23,13 +23,17 @@ import keras
 import numpy as np
 
 from tiledseg import PixelScale, TiledPredictor
+from tiledseg import metrics as tiledseg_metrics
+from tiledseg._validation import validate_choice
 from tiledseg.io import read_image, read_mask
 from tiledseg.metrics import mean_metrics, metric_counts, segmentation_metrics
 from tiledseg.postprocess import postprocess
 from tiledseg.tiling import downsampling_factor
+from training.config import SELECTION_METRICS
 from training.run_dir import INFERENCE_FILE, MODEL_FILE, read_json, write_json
 
 __all__ = [
+    "SELECTION_METRICS",
     "default_settings",
     "evaluate_pairs",
     "load_for_evaluation",
@@ -125,8 +129,10 @@ def evaluate_pairs(
     }
 
 
-def _score(predicted: np.ndarray, truth: np.ndarray, metric: str) -> float:
-    return float(segmentation_metrics(predicted, truth)[metric])
+def _scorer(metric: str) -> Callable[[np.ndarray, np.ndarray], float]:
+    # One metric function, not segmentation_metrics: hd95 would cost more than the search.
+    validate_choice(metric, SELECTION_METRICS, "metric")
+    return getattr(tiledseg_metrics, metric)
 
 
 def select_inference_settings(
@@ -153,7 +159,8 @@ def select_inference_settings(
         pairs: validation (image, mask) pairs (never the test split).
         scale: the model's training pixel scale (not searched).
         tiles, overlaps, blend, ttas, thresholds, postprocess_options: the candidates.
-        metric: str, default "dice". A key of ``segmentation_metrics`` (higher is better).
+        metric: str, default "dice". One of "dice", "jaccard", "threshold_jaccard",
+            "sensitivity", "specificity" (higher is better).
 
     Returns:
         (best settings, one row per candidate with its mean score).
@@ -164,6 +171,7 @@ def select_inference_settings(
     """
     if not pairs:
         raise ValueError("`pairs` is empty: there is nothing to choose settings on.")
+    score = _scorer(metric)
     truths = []
     images = []
     for image_path, mask_path in pairs:
@@ -180,7 +188,7 @@ def select_inference_settings(
         for threshold, options in itertools.product(thresholds, postprocess_options):
             candidate = {**settings, "threshold": float(threshold), "postprocess": dict(options)}
             scores = [
-                _score(postprocess(p, threshold=float(threshold), **options), t, metric)
+                float(score(postprocess(p, threshold=float(threshold), **options), t))
                 for p, t in zip(maps, truths, strict=True)
             ]
             mean = float(np.mean(scores))

@@ -28,7 +28,7 @@ from tiledseg.scale import PixelScale
 from tiledseg.tiling import downsampling_factor
 from training import _callbacks as callbacks
 from training.augment import build_augmenter
-from training.config import load_config, write_config
+from training.config import check_inference_config, load_config, write_config
 from training.data import SegmentationDataset, load_pairs
 from training.evaluate import evaluate_pairs, select_inference_settings
 from training.losses import DiceScore, IoUScore, get_loss
@@ -286,7 +286,10 @@ def train(
     root = Path(config["data"]["root"]).resolve()
     config["data"]["root"] = str(root)
     keras.utils.set_random_seed(config["seed"])
+    check_inference_config(config)
     train_data, valid_data, valid_pairs = _datasets(config, root)
+    if config["eval"]["split"]:
+        load_pairs(_source(root, config["eval"]["split"]))  # fail now if it is missing
     steps = train_cfg["steps_per_epoch"] or len(train_data)
 
     run_dir = Path(resume) if resume else new_run_dir(runs_dir, config["name"])
