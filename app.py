@@ -11,6 +11,7 @@ import streamlit as st
 
 from app_support import (
     CUSTOM_MODEL,
+    METRIC_LABELS,
     MODEL_CHOICE,
     MODEL_REF,
     MODEL_REVISION,
@@ -20,6 +21,8 @@ from app_support import (
     default_model_id,
     environment_info,
     init_session_state,
+    remember,
+    saved,
 )
 
 PAGES = {
@@ -47,21 +50,36 @@ def sidebar() -> None:
     entries = {entry["id"]: entry for entry in catalog()}
     init_session_state(default_model_id(list(entries)))
     options = [*entries, CUSTOM_MODEL]
-    choice = st.session_state.get(MODEL_CHOICE)
+    choice = saved(MODEL_CHOICE)
     if choice and choice not in options:  # e.g. $TILEDSEG_DEFAULT_MODEL names a Hub repository
         options.insert(0, choice)
     with st.sidebar:
         st.selectbox(
             "Model",
             options,
+            index=options.index(choice) if choice in options else None,
             key=MODEL_CHOICE,
             format_func=_model_label(entries),
+            on_change=remember,
+            args=(MODEL_CHOICE,),
             help="Models from the zoo; the choice applies to every page.",
         )
-        if st.session_state.get(MODEL_CHOICE) == CUSTOM_MODEL:
-            st.text_input("Hub repository", key=MODEL_REF, placeholder="ORG/NAME or hf://ORG/NAME")
+        if saved(MODEL_CHOICE) == CUSTOM_MODEL:
             st.text_input(
-                "Revision (optional)", key=MODEL_REVISION, placeholder="main, a tag, a commit"
+                "Hub repository",
+                value=saved(MODEL_REF),
+                key=MODEL_REF,
+                on_change=remember,
+                args=(MODEL_REF,),
+                placeholder="ORG/NAME or hf://ORG/NAME",
+            )
+            st.text_input(
+                "Revision (optional)",
+                value=saved(MODEL_REVISION),
+                key=MODEL_REVISION,
+                on_change=remember,
+                args=(MODEL_REVISION,),
+                placeholder="main, a tag, a commit",
             )
         if not entries:
             st.warning(
@@ -127,7 +145,8 @@ def _model_summary(loaded) -> None:
             name for name in ("dice", "jaccard", "threshold_jaccard", "hd95") if name in values
         ]
         for column, name in zip(st.columns(max(1, len(shown))), shown, strict=False):
-            column.metric(name.replace("_", " ").capitalize(), f"{values[name]:.3f}")
+            text = f"{values[name]:.1f}" if name == "hd95" else f"{values[name]:.3f}"
+            column.metric(METRIC_LABELS[name], text)
     else:
         st.info("This model has no recorded evaluation.")
 

@@ -169,7 +169,7 @@ with view:
         charts.curves_figure(
             thresholds,
             {"Dice": mean_of("dice")},
-            title="Dice against threshold (before post-processing)",
+            title="Dice against threshold",
             x_title="threshold",
             y_title="mean Dice",
             marker_x=threshold,
@@ -185,6 +185,10 @@ with view:
         )
     )
 
+    st.caption(
+        "The curves are computed from the cached probabilities at 49 thresholds, before "
+        "post-processing; the dashed line is the current threshold."
+    )
     st.subheader("Errors on one image")
     shown = st.selectbox("Image", names, key=f"{PAGE}_shown")
     image_upload, _, image, truth, prediction, mask = scored[names.index(shown)]

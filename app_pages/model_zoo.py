@@ -13,6 +13,7 @@ from app_support import (
     model_details,
     refresh_zoo,
     result_store,
+    selected_model,
     user_errors,
 )
 from app_support.runs import default_settings, metrics_row, postprocessed_mask, predict
@@ -61,7 +62,11 @@ st.dataframe(
 )
 
 by_id = {entry["id"]: entry for entry in entries}
-chosen = st.selectbox("Model", list(by_id), key=f"{PAGE}_model")
+current, _ = selected_model()  # open on the model chosen in the sidebar
+ids = list(by_id)
+chosen = st.selectbox(
+    "Model", ids, index=ids.index(current) if current in ids else 0, key=f"{PAGE}_model"
+)
 entry = by_id[chosen]
 details = model_details(chosen, entry["offline"])
 

@@ -36,6 +36,8 @@ from app_support.state import (
     MODEL_REVISION,
     applied_settings,
     init_session_state,
+    remember,
+    saved,
     selected_model,
     set_applied_settings,
 )
@@ -91,7 +93,9 @@ __all__ = [
     "postprocess_controls",
     "read_zip",
     "refresh_zoo",
+    "remember",
     "result_store",
+    "saved",
     "selected_model",
     "set_applied_settings",
     "settings_form",

@@ -53,7 +53,8 @@ def _expected_rows(zoo_root, pairs) -> list[dict]:
     for (_, image_bytes, _), (_, mask_bytes, _) in pairs:
         image = read_image(image_bytes)
         truth = read_mask(mask_bytes, shape=image.shape[:2])
-        probabilities = predict_tiled(image, zoo)
+        # The app applies every recommended setting, test-time augmentation included.
+        probabilities = predict_tiled(image, zoo, tta=zoo.meta.tta)
         mask = postprocess(probabilities, threshold=zoo.meta.threshold, **zoo.meta.postprocess)
         rows.append(segmentation_metrics(mask, truth))
     return rows

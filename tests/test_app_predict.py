@@ -37,7 +37,7 @@ def _expected_stats(zoo_root, data: bytes, threshold: float) -> dict:
 
     with app_environment(zoo_root):
         zoo = model_zoo.load(MODEL_ID)
-    probabilities = predict_tiled(read_image(data), zoo)
+    probabilities = predict_tiled(read_image(data), zoo, tta=zoo.meta.tta)  # as the app does
     mask = postprocess(probabilities, threshold=threshold, **zoo.meta.postprocess)
     return component_stats(mask)
 

@@ -70,7 +70,7 @@ def test_the_served_model_is_the_default_and_segments_through_the_server(served,
     client = ServingModel(
         os.environ["TILEDSEG_SERVING_URL"], meta=os.environ["TILEDSEG_SERVING_META"]
     )
-    probabilities = predict_tiled(read_image(path), client)
+    probabilities = predict_tiled(read_image(path), client, tta=client.meta.tta)
     expected = component_stats(postprocess(probabilities, threshold=client.meta.threshold))
     area = next(metric for metric in at.metric if metric.label == "Area")
     assert area.proto.delta == f"{expected['area_px']:,} px"

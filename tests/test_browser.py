@@ -2,7 +2,8 @@
 
 A fixture starts the app on a free port (as README's first command does) and waits for its
 health endpoint. The app serves the bundled default model when one is bundled
-(``model_zoo/bundled/unet-isic2017``), else a small real Keras bundle made here.
+(``model_zoo/bundled/unet-isic2017``, or in ``$TILEDSEG_BUNDLED_DIR``), else a small real Keras
+bundle made here.
 
 Screenshots of every page are taken on every run and must encode under 200 KB; with
 ``TILEDSEG_UPDATE_SCREENSHOTS=1`` they are also written to ``docs/screenshots/`` (commit them).
@@ -67,8 +68,10 @@ def browser():
 
 @pytest.fixture(scope="module")
 def zoo_root(tmp_path_factory):
-    """The bundled zoo the server uses: the real one when it has the default model."""
-    real = REPO / "model_zoo" / "bundled"
+    """The bundled zoo the server uses: the checkout's (or ``$TILEDSEG_BUNDLED_DIR``) when it
+    has the default model, else a small real bundle made here."""
+    given = os.environ.get("TILEDSEG_BUNDLED_DIR", "").strip()
+    real = Path(given) if given else REPO / "model_zoo" / "bundled"
     if (real / MODEL_ID / "config.json").is_file():
         yield None
         return
@@ -202,7 +205,8 @@ def _expected(zoo_root, shared_data, stem: str = STEM) -> tuple[np.ndarray, dict
     scope = app_environment(zoo_root) if zoo_root is not None else contextlib.nullcontext()
     with scope:
         zoo = model_zoo.load(MODEL_ID)
-    probabilities = predict_tiled(image, zoo)
+    # The app applies every recommended setting, test-time augmentation included.
+    probabilities = predict_tiled(image, zoo, tta=zoo.meta.tta)
     mask = postprocess(probabilities, threshold=zoo.meta.threshold, **zoo.meta.postprocess)
     return mask, segmentation_metrics(mask, truth)
 
@@ -250,13 +254,28 @@ def test_evaluate_reads_the_dice_of_an_image_and_its_mask(page, shared_data, zoo
     _screenshot(page, "evaluate")
 
 
-def test_tiling_lab_and_model_zoo_pages(page):
+def test_tiling_lab_and_model_zoo_pages(page, shared_data):
     _idle(page)
     _open(page, "Tiling Lab")
-    page.locator('[data-testid="stRadio"]').get_by_text("Sample", exact=True).click()
+    folder = shared_data / "isic2017" / "valid"
+    uploaders = page.locator('[data-testid="stFileUploader"] input[type="file"]')
+    uploaders.nth(0).set_input_files(folder / "images" / f"{STEM}.jpg")
+    _idle(page)
+    uploaders.nth(1).set_input_files(folder / "masks" / f"{STEM}.png")
     page.get_by_role("heading", name="Seam maps").wait_for()
     _idle(page)
+    # Small tiles, so the image at the model's scale is cut into several: seams show up.
+    tile = page.get_by_role("slider").first
+    tile.focus()
+    for _ in range(10):  # the Tiling Lab's tile choices
+        if tile.get_attribute("aria-valuetext") == "128":
+            break
+        tile.press("ArrowLeft")
+    page.get_by_role("button", name="Compare").click()
+    page.get_by_text("tiles of 128x128 px").wait_for()
+    _idle(page)
     assert _metric(page, "Blended tiling time").endswith(" s")
+    assert 0.0 < float(_metric(page, "Blended tiling Dice")) <= 1.0
     comparison = page.locator('[data-testid="stImage"]').first
     comparison.evaluate("element => element.scrollIntoView({block: 'center'})")
     _screenshot(page, "tiling_lab")
