@@ -252,3 +252,29 @@ print(json.dumps({{"shape": out.shape, "peak_gb": peak_gb}}))
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report["shape"] == [4608, 7168]
     assert report["peak_gb"] < 3.0, report
+
+
+def test_auto_tile_feeds_the_network_fewer_pixels_than_512_px_tiles(tiny_unet):
+    from tiledseg.engine import describe_grid
+
+    def work(grid):
+        return grid.count * grid.rows.tile * grid.cols.tile
+
+    shape = (4000, 6000, 3)  # larger than the CPU budget: tiled, not one tile
+    auto = describe_grid(shape, tiny_unet, tile="auto", overlap=0.25)
+    fixed = describe_grid(shape, tiny_unet, tile=512, overlap=0.25)
+    assert auto.count > 1
+    assert max(auto.tile_shape) <= 2048
+    assert work(auto) < work(fixed)
+
+
+def test_tta_comes_from_the_metadata_unless_switched_off(tiny_unet):
+    image = _image((64, 96), seed=8)
+    zoo_model = SimpleNamespace(model=tiny_unet, meta=SimpleNamespace(tta="flips"))
+    flips = predict_tiled(image, tiny_unet, tile=64, tta="flips")
+    plain = predict_tiled(image, tiny_unet, tile=64)
+    np.testing.assert_allclose(predict_tiled(image, zoo_model, tile=64), flips, atol=1e-6)
+    np.testing.assert_allclose(
+        predict_tiled(image, zoo_model, tile=64, tta="none"), plain, atol=1e-6
+    )
+    assert not np.allclose(flips, plain, atol=1e-4)

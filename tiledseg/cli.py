@@ -59,7 +59,20 @@ def _inference_flags(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="whole-image inference at the model's scale (baseline)",
     )
-    group.add_argument("--tta", action="store_true", help="average over flips")
+    group.add_argument(
+        "--tta",
+        dest="tta",
+        action="store_const",
+        const="flips",
+        help="average over flips (default: the model's metadata)",
+    )
+    group.add_argument(
+        "--no-tta",
+        dest="tta",
+        action="store_const",
+        const="none",
+        help="no test-time flips, whatever the metadata says",
+    )
     _serving_flags(parser)
 
 
@@ -143,7 +156,7 @@ class _Runner:
                 "blend": args.blend,
                 "batch_size": args.batch_size,
                 "scale": args.scale,
-                "tta": "flips" if args.tta else None,
+                "tta": args.tta,
             }.items()
             if value is not None
         }
@@ -172,7 +185,7 @@ class _Runner:
             "overlap": self.settings.get("overlap", getattr(meta, "overlap", None) or 0.25),
             "blend": self.settings.get("blend", getattr(meta, "blend", None) or "gaussian"),
             "scale": self.settings.get("scale", _scale_dict(getattr(meta, "scale", None))),
-            "tta": self.settings.get("tta"),
+            "tta": self.settings.get("tta", getattr(meta, "tta", None)),
             "batch_size": self.settings.get("batch_size"),
             "threshold": self.threshold,
             "postprocess": self.postprocess,

@@ -37,15 +37,15 @@ from tiledseg.tiling import TileGrid, blend_weights, downsampling_factor, make_g
 __all__ = ["PAD_MODES", "TTA_MODES", "TiledPredictor", "predict_tiled", "predict_whole"]
 
 PAD_MODES = ("reflect", "edge", "constant")
-TTA_MODES = ("flips",)
+TTA_MODES = ("flips", "none")
 DEFAULT_TILE = 512
 DEFAULT_OVERLAP = 0.25
 DEFAULT_BLEND = "gaussian"
-# tile="auto" picks the largest tile whose area fits this budget (a fully convolutional model
-# does less overlap work with fewer, larger tiles). On CPU, tiles above 512 px measured slower
-# per pixel (oneDNN, 2 cores: 1024 px tiles 1.8x the time per pixel of 512 px), so the budget
-# there is one 512 px tile; on a GPU it is large.
-AUTO_TILE_PIXELS_CPU = 512 * 512
+# tile="auto" keeps each tile's area within this budget and, among the sides that fit, picks the
+# one whose grid makes the network see the fewest pixels (a fully convolutional model does less
+# overlap work with fewer, larger tiles). On 2 CPU cores a 16-filter UNet ran at the same
+# 2.5 Mpx/s on 512 px tiles and on a whole 6000x4000 image, so the budget is about memory.
+AUTO_TILE_PIXELS_CPU = 2048 * 2048
 AUTO_TILE_PIXELS_GPU = 4096 * 4096
 # Default batch: about this many tile pixels per forward call.
 _BATCH_PIXELS_CPU = 2 * 512 * 512
@@ -79,8 +79,9 @@ def predict_tiled(
             object with ``.predict_tiles`` and ``.meta``, e.g. a
             :class:`tiledseg.serving.ServingModel`), whose tiles run wherever it sends them.
         tile: int >= 1, ``"auto"`` or None (default 512). Rounded up to a multiple of the
-            model's downsampling factor. ``"auto"`` picks the largest square tile within a
-            memory budget (512² px on CPU, 4096² on GPU); an image that fits is one tile.
+            model's downsampling factor. ``"auto"`` keeps tiles within a memory budget
+            (2048² px on CPU, 4096² on GPU) and picks the side whose grid feeds the network
+            the fewest pixels; an image that fits the budget is one tile.
         overlap: float in [0, 1), default 0.25: the fraction of a tile shared with each
             neighbour.
         blend: one of ``"gaussian"`` (default), ``"hann"``, ``"constant"``, ``"center"``.
@@ -90,8 +91,8 @@ def predict_tiled(
             or None (the model's scale from its metadata, else 1.0).
         pad_mode: how the bottom/right remainder is padded: ``"reflect"`` (default),
             ``"edge"`` or ``"constant"`` (zeros).
-        tta: None or ``"flips"``: average over the identity, horizontal, vertical and both flips,
-            inside the same batches.
+        tta: None (the model's metadata, else off), ``"flips"`` (average over the identity,
+            horizontal, vertical and both flips, inside the same batches) or ``"none"``.
         progress: called as ``progress(done_tiles, total_tiles)`` after each row band.
 
     Returns:
@@ -119,7 +120,7 @@ def predict_tiled(
 
     height, width = image.shape[:2]
     scaled = resize_image(image, _target_shape(image, settings["scale"]))
-    tile_side = _tile_side(settings["tile"], scaled.shape[:2], factor)
+    tile_side = _tile_side(settings["tile"], scaled.shape[:2], factor, settings["overlap"])
     grid = make_grid(scaled.shape[0], scaled.shape[1], tile_side, settings["overlap"], factor)
     padded = _pad(scaled, grid.padded_shape, pad_mode)
     row_weights = blend_weights(grid.rows, settings["blend"])
@@ -272,7 +273,7 @@ def describe_grid(
     factor_scale = settings["scale"].factor_for(height, width)
     scaled = scaled_shape(height, width, factor_scale)
     factor = _factor(network, meta)
-    tile_side = _tile_side(settings["tile"], scaled, factor)
+    tile_side = _tile_side(settings["tile"], scaled, factor, settings["overlap"])
     return make_grid(scaled[0], scaled[1], tile_side, settings["overlap"], factor)
 
 
@@ -329,8 +330,9 @@ def _resolve_settings(meta, tile, overlap, blend, scale, tta) -> dict[str, Any]:
     blend = blend if blend is not None else _meta_value(meta, "blend", DEFAULT_BLEND)
     validate_choice(blend, ("gaussian", "hann", "constant", "center"), "blend")
     scale = PixelScale.from_value(scale if scale is not None else _meta_value(meta, "scale", 1.0))
-    if tta is not None:
-        validate_choice(tta, TTA_MODES, "tta")
+    tta = tta if tta is not None else _meta_value(meta, "tta", "none")
+    validate_choice(tta, TTA_MODES, "tta")
+    tta = None if tta == "none" else tta
     return {"tile": tile, "overlap": float(overlap), "blend": blend, "scale": scale, "tta": tta}
 
 
@@ -370,13 +372,21 @@ def _on_gpu() -> bool:
     return False
 
 
-def _tile_side(tile: int | str, scaled: tuple[int, int], factor: int) -> int:
+def _tile_side(tile: int | str, scaled: tuple[int, int], factor: int, overlap: float) -> int:
     if tile != "auto":
         return int(tile)
     budget = AUTO_TILE_PIXELS_GPU if _on_gpu() else AUTO_TILE_PIXELS_CPU
-    side = max(factor, int(budget**0.5) // factor * factor)
-    # Tiles never need to exceed the image: one tile covers it, which is whole-image inference.
-    return min(side, max(scaled))
+    padded = [-(-side // factor) * factor for side in scaled]
+    if padded[0] * padded[1] <= budget:
+        return max(padded)  # one tile: whole-image inference
+    largest = max(factor, int(budget**0.5) // factor * factor)
+    smallest = min(largest, max(factor, 256 // factor * factor))
+
+    def work(side: int) -> tuple[int, int]:
+        grid = make_grid(scaled[0], scaled[1], side, overlap, factor)
+        return grid.count * grid.rows.tile * grid.cols.tile, -side
+
+    return min(range(smallest, largest + 1, factor), key=work)
 
 
 def _pad(image: np.ndarray, shape: tuple[int, int], mode: str) -> np.ndarray:
