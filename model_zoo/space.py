@@ -1,7 +1,7 @@
 """Stage (and upload) a Hugging Face Space that runs this project's Streamlit app.
 
 The Space folder holds a README with the Spaces front matter (``sdk: streamlit``,
-``app_file: app.py``, ``python_version``), the app (``app.py``, ``pages/``, ``.streamlit/``,
+``app_file: app.py``, ``python_version``), the app (``app.py``, ``app_pages/``, ``.streamlit/``,
 ``app_support/``), the packages it imports (``tiledseg/``, ``model_zoo/`` with the bundled
 models, and ``training/``, whose ``training.models`` registers any custom layers), and a
 ``requirements.txt`` for the Space builder.
@@ -28,7 +28,7 @@ SPACE_PYTHON_VERSION = "3.11"
 # What the app needs at run time, relative to the project root (absent items are skipped).
 SPACE_ITEMS = (
     APP_FILE,
-    "pages",
+    "app_pages",
     ".streamlit",
     "app_support",
     "tiledseg",

@@ -315,8 +315,8 @@ def test_space_dry_run_stages_the_app_with_spaces_front_matter(tmp_path, capsys)
     for package in ("tiledseg/__init__.py", "model_zoo/__init__.py", "model_zoo/registry.json"):
         assert (out / package).is_file(), package
     assert (out / "model_zoo" / "bundled").is_dir()
-    for item in ("app.py", "pages", ".streamlit", "app_support", "training"):
-        assert (out / item).exists() == (REPO_ROOT / item).exists(), item
+    for item in ("app.py", "app_pages", ".streamlit", "app_support", "training"):
+        assert (out / item).exists(), item
     requirements = (out / "requirements.txt").read_text().splitlines()
     assert "streamlit==1.67.0" in requirements and not any(r.startswith("-e") for r in requirements)
     assert not list(out.rglob("__pycache__"))
@@ -336,7 +336,7 @@ def test_space_upload_requires_the_app_and_checks_before_any_network_call(tmp_pa
         "acme/demo", project_root=project, stage_dir=tmp_path / "s2", dry_run=True
     )
     check_space(result.staged, require_app=True)
-    assert set(result.missing) == {"pages", ".streamlit", "app_support"}
+    assert set(result.missing) == {"app_pages", ".streamlit", "app_support"}
 
 
 def test_hub_download_patterns_cover_the_layout():
