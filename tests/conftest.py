@@ -49,3 +49,14 @@ def build_tiny_unet(levels: int = 2, filters: int = 4, classes: int = 1, seed: i
 @pytest.fixture(scope="session")
 def tiny_unet():
     return build_tiny_unet()
+
+
+@pytest.fixture(scope="module")
+def zoo_root(tmp_path_factory):
+    """A zoo with one small bundled model, and the app's environment pointed at it."""
+    from test_app_support import app_environment, make_bundle
+
+    root = tmp_path_factory.mktemp("zoo")
+    make_bundle(root)
+    with app_environment(root):
+        yield root

@@ -4,20 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
 from streamlit.testing.v1 import AppTest
-from test_app_support import MODEL_ID, app_environment, make_bundle
+from test_app_support import MODEL_ID
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
 TIMEOUT = 120  # the first model load (and TensorFlow import) on a shared 2-core CPU
-
-
-@pytest.fixture(scope="module")
-def zoo_root(tmp_path_factory):
-    root = tmp_path_factory.mktemp("zoo")
-    make_bundle(root)
-    with app_environment(root):
-        yield root
 
 
 def _run_home() -> AppTest:

@@ -6,20 +6,12 @@ from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
-from test_app_support import MODEL_ID, app_environment, make_bundle
+from test_app_support import MODEL_ID, app_environment
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
 TIMEOUT = 120
 STEM = "ISIC_0015124"
 KEY = f"predict_{MODEL_ID}"
-
-
-@pytest.fixture(scope="module")
-def zoo_root(tmp_path_factory):
-    root = tmp_path_factory.mktemp("zoo")
-    make_bundle(root)
-    with app_environment(root):
-        yield root
 
 
 @pytest.fixture(scope="module")
