@@ -19,6 +19,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from tiledseg.tiling import BLEND_MODES
+
 __all__ = ["main"]
 
 EXIT_OK, EXIT_INTERNAL, EXIT_USER = 0, 1, 2
@@ -46,7 +48,7 @@ def _inference_flags(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--revision", help="Hub revision to pin (branch, tag or commit)")
     group.add_argument("--tile", type=_tile, help="tile side in px at the model's scale, or auto")
     group.add_argument("--overlap", type=float, help="fraction of a tile shared with a neighbour")
-    group.add_argument("--blend", choices=("gaussian", "hann", "constant", "center"))
+    group.add_argument("--blend", choices=BLEND_MODES)
     group.add_argument("--batch-size", type=int, help="tiles per forward call")
     group.add_argument("--threshold", type=float, help="probability threshold for the mask")
     group.add_argument(
@@ -179,19 +181,12 @@ class _Runner:
         return postprocess(probabilities, threshold=self.threshold, **self.postprocess)
 
     def describe(self) -> dict[str, Any]:
-        meta = getattr(self.model, "meta", None)
-        resolved = {
-            "tile": self.settings.get("tile", getattr(meta, "tile", None) or 512),
-            "overlap": self.settings.get("overlap", getattr(meta, "overlap", None) or 0.25),
-            "blend": self.settings.get("blend", getattr(meta, "blend", None) or "gaussian"),
-            "scale": self.settings.get("scale", _scale_dict(getattr(meta, "scale", None))),
-            "tta": self.settings.get("tta", getattr(meta, "tta", None)),
-            "batch_size": self.settings.get("batch_size"),
+        return {
+            **self.predictor.resolved_settings(),
             "threshold": self.threshold,
             "postprocess": self.postprocess,
             "tiling": not self.no_tiling,
         }
-        return resolved
 
 
 def _serving_model(args: argparse.Namespace) -> Any:
@@ -215,12 +210,6 @@ def _serving_model(args: argparse.Namespace) -> Any:
     except (ValueError, TypeError) as error:  # bad URL or option; ModelLoadError is one too
         raise _UserError(str(error)) from None
     return model.check()  # unreachable server, missing model, wrong signature: before any image
-
-
-def _scale_dict(scale: Any) -> Any:
-    if scale is None:
-        return 1.0
-    return scale.to_dict() if hasattr(scale, "to_dict") else scale
 
 
 class _TileBar:

@@ -20,6 +20,7 @@ How one image goes through:
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
@@ -32,7 +33,7 @@ from keras import ops
 from tiledseg._validation import validate_choice, validate_range
 from tiledseg.scale import PixelScale, resize_image, resize_probabilities, scaled_shape
 from tiledseg.tile_backend import backend_bands, is_tile_backend
-from tiledseg.tiling import TileGrid, blend_weights, downsampling_factor, make_grid
+from tiledseg.tiling import BLEND_MODES, TileGrid, blend_weights, downsampling_factor, make_grid
 
 __all__ = ["PAD_MODES", "TTA_MODES", "TiledPredictor", "predict_tiled", "predict_whole"]
 
@@ -116,12 +117,10 @@ def predict_tiled(
     image = _validate_image(image)
     settings = _resolve_settings(meta, tile, overlap, blend, scale, tta)
     _validate_batch_and_padding(batch_size, pad_mode)
-    factor = _factor(network, meta)
 
     height, width = image.shape[:2]
-    scaled = resize_image(image, _target_shape(image, settings["scale"]))
-    tile_side = _tile_side(settings["tile"], scaled.shape[:2], factor, settings["overlap"])
-    grid = make_grid(scaled.shape[0], scaled.shape[1], tile_side, settings["overlap"], factor)
+    target, grid = _plan(image.shape, network, meta, settings)
+    scaled = resize_image(image, target)
     padded = _pad(scaled, grid.padded_shape, pad_mode)
     row_weights = blend_weights(grid.rows, settings["blend"])
     if is_tile_backend(network):
@@ -192,7 +191,7 @@ def predict_whole(
         target = (int(input_size[0]), int(input_size[1]))
     else:
         settings = _resolve_settings(meta, None, None, None, scale, None)
-        target = _target_shape(image, settings["scale"])
+        target = _target_shape(image.shape, settings["scale"])
     factor = _factor(network, meta)
     scaled = resize_image(image, target)
     padded_shape = tuple(-(-side // factor) * factor for side in scaled.shape[:2])
@@ -235,7 +234,7 @@ class TiledPredictor:
             )
         _, meta = _unwrap(model)
         # Fail early on bad settings rather than at the first image.
-        _resolve_settings(
+        self._resolved = _resolve_settings(
             meta, *(settings.get(k) for k in ("tile", "overlap", "blend", "scale", "tta"))
         )
         _validate_batch_and_padding(settings.get("batch_size"), settings.get("pad_mode", "reflect"))
@@ -247,6 +246,15 @@ class TiledPredictor:
         return predict_tiled(
             image, self.model, progress=progress, _cache=self._cache, **self.settings
         )
+
+    def resolved_settings(self) -> dict[str, Any]:
+        """The settings every call uses: arguments, else the model's metadata, else defaults."""
+        return {
+            **self._resolved,
+            "scale": self._resolved["scale"].to_dict(),
+            "batch_size": self.settings.get("batch_size"),
+            "pad_mode": self.settings.get("pad_mode", "reflect"),
+        }
 
     def grid(self, image_shape: tuple[int, ...]) -> TileGrid:
         """The tile grid this predictor uses for an image of ``image_shape`` (model scale)."""
@@ -269,12 +277,15 @@ def describe_grid(
     """The grid :func:`predict_tiled` would use for an image of ``image_shape`` (H, W[, C])."""
     network, meta = _unwrap(model)
     settings = _resolve_settings(meta, tile, overlap, None, scale, None)
-    height, width = int(image_shape[0]), int(image_shape[1])
-    factor_scale = settings["scale"].factor_for(height, width)
-    scaled = scaled_shape(height, width, factor_scale)
+    return _plan(image_shape, network, meta, settings)[1]
+
+
+def _plan(image_shape, network, meta, settings) -> tuple[tuple[int, int], TileGrid]:
+    """The size at the model's scale and the tile grid over it, for an image of this shape."""
+    target = _target_shape(image_shape, settings["scale"])
     factor = _factor(network, meta)
-    tile_side = _tile_side(settings["tile"], scaled, factor, settings["overlap"])
-    return make_grid(scaled[0], scaled[1], tile_side, settings["overlap"], factor)
+    side = _tile_side(settings["tile"], target, factor, settings["overlap"])
+    return target, make_grid(target[0], target[1], side, settings["overlap"], factor)
 
 
 # --- settings -------------------------------------------------------------------------------
@@ -328,7 +339,7 @@ def _resolve_settings(meta, tile, overlap, blend, scale, tta) -> dict[str, Any]:
     overlap = overlap if overlap is not None else _meta_value(meta, "overlap", DEFAULT_OVERLAP)
     validate_range(overlap, "overlap", low=0, high=1, high_inclusive=False)
     blend = blend if blend is not None else _meta_value(meta, "blend", DEFAULT_BLEND)
-    validate_choice(blend, ("gaussian", "hann", "constant", "center"), "blend")
+    validate_choice(blend, BLEND_MODES, "blend")
     scale = PixelScale.from_value(scale if scale is not None else _meta_value(meta, "scale", 1.0))
     tta = tta if tta is not None else _meta_value(meta, "tta", "none")
     validate_choice(tta, TTA_MODES, "tta")
@@ -347,11 +358,12 @@ def _factor(network: keras.Model, meta: Any) -> int:
     return int(explicit) if explicit else downsampling_factor(network)
 
 
-def _target_shape(image: np.ndarray, scale: PixelScale) -> tuple[int, int]:
-    height, width = image.shape[:2]
+def _target_shape(image_shape: tuple[int, ...], scale: PixelScale) -> tuple[int, int]:
+    height, width = int(image_shape[0]), int(image_shape[1])
     return scaled_shape(height, width, scale.factor_for(height, width))
 
 
+@functools.cache  # the devices a process sees do not change; asked on every image otherwise
 def _on_gpu() -> bool:
     backend = keras.backend.backend()
     try:
