@@ -32,16 +32,15 @@ def _write_csv(path, pairs):
     return str(path)
 
 
-@pytest.fixture(scope="module")
-def tiny_config(shared_data, tmp_path_factory):
-    folder = tmp_path_factory.mktemp("splits")
+def tiny_overrides(shared_data: Path, folder: Path) -> list[str]:
+    """Config overrides for a tiny real run: 8 ISIC pairs at 64 px, split files in ``folder``."""
     splits = {
         "train": load_pairs(shared_data / "isic2017" / "train")[:8],
         "valid": load_pairs(shared_data / "isic2017" / "valid")[:4],
         "test": load_pairs(shared_data / "isic2017" / "fullres")[:2],
     }
     paths = {name: _write_csv(folder / f"{name}.csv", pairs) for name, pairs in splits.items()}
-    overrides = [
+    return [
         "name=tiny",
         "seed=5",
         "model.base_filters=8",
@@ -64,7 +63,11 @@ def tiny_config(shared_data, tmp_path_factory):
         "inference.postprocess=[{}, {fill_holes=true}]",
         'dataset={name="ISIC 2017 Task 1", id="isic2017", licence="CC-0"}',
     ]
-    return load_config(overrides=overrides)
+
+
+@pytest.fixture(scope="module")
+def tiny_config(shared_data, tmp_path_factory):
+    return load_config(overrides=tiny_overrides(shared_data, tmp_path_factory.mktemp("splits")))
 
 
 @pytest.fixture(scope="module")

@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from tiledseg.precision import PRECISIONS
 from tiledseg.tiling import BLEND_MODES
 
 __all__ = ["main"]
@@ -74,6 +75,11 @@ def _inference_flags(parser: argparse.ArgumentParser) -> None:
         action="store_const",
         const="none",
         help="no test-time flips, whatever the metadata says",
+    )
+    group.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        help="network arithmetic (default auto: bfloat16 on a GPU, float32 on a CPU)",
     )
     _serving_flags(parser)
 
@@ -159,6 +165,7 @@ class _Runner:
                 "batch_size": args.batch_size,
                 "scale": args.scale,
                 "tta": args.tta,
+                "precision": args.precision,
             }.items()
             if value is not None
         }
@@ -171,7 +178,12 @@ class _Runner:
         from tiledseg import predict_whole
 
         if self.no_tiling:
-            return predict_whole(image, self.model, scale=self.settings.get("scale"))
+            return predict_whole(
+                image,
+                self.model,
+                scale=self.settings.get("scale"),
+                precision=self.settings.get("precision"),
+            )
         bar = _TileBar(label)
         return self.predictor(image, progress=bar.update)
 

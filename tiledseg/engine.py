@@ -31,6 +31,7 @@ import numpy as np
 from keras import ops
 
 from tiledseg._validation import validate_choice, validate_range
+from tiledseg.precision import PRECISIONS, resolve_precision, with_precision
 from tiledseg.scale import PixelScale, resize_image, resize_probabilities, scaled_shape
 from tiledseg.tile_backend import backend_bands, is_tile_backend
 from tiledseg.tiling import BLEND_MODES, TileGrid, blend_weights, downsampling_factor, make_grid
@@ -67,6 +68,7 @@ def predict_tiled(
     scale: float | PixelScale | dict | None = None,
     pad_mode: str = "reflect",
     tta: str | None = None,
+    precision: str | None = None,
     progress: ProgressCallback | None = None,
     _cache: OrderedDict | None = None,
 ) -> np.ndarray:
@@ -94,6 +96,11 @@ def predict_tiled(
             ``"edge"`` or ``"constant"`` (zeros).
         tta: None (the model's metadata, else off), ``"flips"`` (average over the identity,
             horizontal, vertical and both flips, inside the same batches) or ``"none"``.
+        precision: None (the model's metadata, else ``"auto"``), ``"auto"`` (bfloat16 on a
+            GPU, float32 elsewhere), ``"float32"``, ``"bfloat16"`` or ``"float16"``: the
+            network computes in 16 bits with float32 weights, stem and output
+            (:mod:`tiledseg.precision`); blending always accumulates in float32. Ignored by a
+            tile backend, which runs the tiles in its own precision.
         progress: called as ``progress(done_tiles, total_tiles)`` after each row band.
 
     Returns:
@@ -115,8 +122,9 @@ def predict_tiled(
     """
     network, meta = _unwrap(model)
     image = _validate_image(image)
-    settings = _resolve_settings(meta, tile, overlap, blend, scale, tta)
+    settings = _resolve_settings(meta, tile, overlap, blend, scale, tta, precision)
     _validate_batch_and_padding(batch_size, pad_mode)
+    network = _in_precision(network, settings["precision"])
 
     height, width = image.shape[:2]
     target, grid = _plan(image.shape, network, meta, settings)
@@ -160,6 +168,7 @@ def predict_whole(
     *,
     scale: float | PixelScale | dict | None = None,
     input_size: tuple[int, int] | None = None,
+    precision: str | None = None,
 ) -> np.ndarray:
     """Predict the whole image in one forward pass: the non-tiled baseline.
 
@@ -169,6 +178,7 @@ def predict_whole(
         scale: as in :func:`predict_tiled`; ignored when ``input_size`` is given.
         input_size: ``(height, width)`` or None. When given, the image is resized to exactly
             this size, as the seeds did, whatever its aspect ratio.
+        precision: as in :func:`predict_tiled`.
 
     Returns:
         float32 probabilities at the input's full size, shaped as in :func:`predict_tiled`.
@@ -183,6 +193,9 @@ def predict_whole(
     network, meta = _unwrap(model)
     image = _validate_image(image)
     height, width = image.shape[:2]
+    network = _in_precision(
+        network, _resolve_settings(meta, None, None, None, scale, None, precision)["precision"]
+    )
     if input_size is not None:
         if len(input_size) != 2 or min(int(v) for v in input_size) < 1:
             raise ValueError(
@@ -223,7 +236,7 @@ class TiledPredictor:
         (300, 200)
     """
 
-    _ALLOWED = ("tile", "overlap", "blend", "batch_size", "scale", "pad_mode", "tta")
+    _ALLOWED = ("tile", "overlap", "blend", "batch_size", "scale", "pad_mode", "tta", "precision")
 
     def __init__(self, model: Any, **settings: Any):
         unknown = sorted(set(settings) - set(self._ALLOWED))
@@ -235,7 +248,8 @@ class TiledPredictor:
         _, meta = _unwrap(model)
         # Fail early on bad settings rather than at the first image.
         self._resolved = _resolve_settings(
-            meta, *(settings.get(k) for k in ("tile", "overlap", "blend", "scale", "tta"))
+            meta,
+            *(settings.get(k) for k in ("tile", "overlap", "blend", "scale", "tta", "precision")),
         )
         _validate_batch_and_padding(settings.get("batch_size"), settings.get("pad_mode", "reflect"))
         self.model = model
@@ -252,6 +266,11 @@ class TiledPredictor:
         return {
             **self._resolved,
             "scale": self._resolved["scale"].to_dict(),
+            "precision": (
+                "remote"
+                if is_tile_backend(_unwrap(self.model)[0])
+                else resolve_precision(self._resolved["precision"], _on_gpu())
+            ),
             "batch_size": self.settings.get("batch_size"),
             "pad_mode": self.settings.get("pad_mode", "reflect"),
         }
@@ -331,7 +350,7 @@ def _meta_value(meta: Any, name: str, default: Any) -> Any:
     return default if value is None else value
 
 
-def _resolve_settings(meta, tile, overlap, blend, scale, tta) -> dict[str, Any]:
+def _resolve_settings(meta, tile, overlap, blend, scale, tta, precision=None) -> dict[str, Any]:
     """Fill unset arguments from the zoo metadata, then the engine's defaults; validate."""
     tile = tile if tile is not None else _meta_value(meta, "tile", DEFAULT_TILE)
     if tile != "auto":
@@ -344,7 +363,22 @@ def _resolve_settings(meta, tile, overlap, blend, scale, tta) -> dict[str, Any]:
     tta = tta if tta is not None else _meta_value(meta, "tta", "none")
     validate_choice(tta, TTA_MODES, "tta")
     tta = None if tta == "none" else tta
-    return {"tile": tile, "overlap": float(overlap), "blend": blend, "scale": scale, "tta": tta}
+    precision = precision if precision is not None else _meta_value(meta, "precision", "auto")
+    validate_choice(precision, PRECISIONS, "precision")
+    return {
+        "tile": tile,
+        "overlap": float(overlap),
+        "blend": blend,
+        "scale": scale,
+        "tta": tta,
+        "precision": precision,
+    }
+
+
+def _in_precision(network: Any, precision: str) -> Any:
+    if is_tile_backend(network):
+        return network
+    return with_precision(network, resolve_precision(precision, _on_gpu()))
 
 
 def _validate_batch_and_padding(batch_size: int | None, pad_mode: str) -> None:
