@@ -477,7 +477,9 @@ def _band_function(network, grid: TileGrid, blend, batch_size, tta, channels, ca
                 cache.move_to_end(key)
                 return cache[key]
     col_weights = blend_weights(grid.cols, blend)
-    function = _BandPredictor(network, grid.cols.starts, tile_w, col_weights, batch_size, tta)
+    function = _BandPredictor(
+        network, grid.cols.starts, (tile_h, tile_w), col_weights, batch_size, tta
+    )
     if cache is not None:
         with _cache_lock:
             cache[key] = function
@@ -493,14 +495,17 @@ class _BandPredictor(keras.Model):
     (tf.function, jax.jit) and everything stays on the device until the band comes back.
     """
 
-    def __init__(self, network, col_starts, tile_w, col_weights, batch_size, tta):
+    def __init__(self, network, col_starts, tile_shape, col_weights, batch_size, tta):
         super().__init__(name="band_predictor")
         self.network = network
         self.col_starts = tuple(int(s) for s in col_starts)
-        self.tile_w = int(tile_w)
+        self.tile_h, self.tile_w = (int(side) for side in tile_shape)
         self.col_weights = np.asarray(col_weights, np.float32)
         self.batch_size = int(batch_size)
         self.tta = tta
+        # Nothing to build: the network is built. Without this Keras runs the band once
+        # eagerly before compiling it (seen on JAX: every op compiled and run op by op).
+        self.built = True
 
     def call(self, inputs):
         band, row_weight = inputs  # (1, tile_h, padded_w, C), (1, tile_h)
@@ -538,12 +543,21 @@ class _BandPredictor(keras.Model):
 
     def _forward(self, tiles, total: int):
         # `total` is a Python int: shapes may be symbolic inside the compiled function.
-        chunks = []
-        for begin in range(0, total, self.batch_size):
-            chunk = tiles[begin : begin + self.batch_size]
-            short = self.batch_size - min(self.batch_size, total - begin)
-            if short:  # pad the last batch so every forward call has the same shape
-                chunk = ops.concatenate([chunk, ops.repeat(chunk[-1:], short, axis=0)], axis=0)
-            output = ops.cast(self.network(chunk, training=False), "float32")
-            chunks.append(output[: self.batch_size - short] if short else output)
-        return ops.concatenate(chunks, axis=0) if len(chunks) > 1 else chunks[0]
+        # Fixed-shape batches: the last one is padded by repeating the last tile. Several
+        # batches go through one loop (lax.map on JAX, map_fn on TensorFlow) rather than
+        # unrolled calls, so the network is compiled once whatever the number of tiles.
+        batches = -(-total // self.batch_size)
+        short = batches * self.batch_size - total
+        if short:
+            tiles = ops.concatenate([tiles, ops.repeat(tiles[-1:], short, axis=0)], axis=0)
+        if batches == 1:
+            return ops.cast(self.network(tiles, training=False), "float32")[:total]
+        channels = tiles.shape[-1]
+        batched = ops.reshape(tiles, (batches, self.batch_size, self.tile_h, self.tile_w, channels))
+        outputs = ops.map(
+            lambda batch: ops.cast(self.network(batch, training=False), "float32"), batched
+        )
+        outputs = ops.reshape(
+            outputs, (batches * self.batch_size, self.tile_h, self.tile_w, outputs.shape[-1])
+        )
+        return outputs[:total]
