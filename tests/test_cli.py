@@ -126,6 +126,22 @@ def test_evaluate_reports_per_image_metrics_and_means(
     assert "mean" in capsys.readouterr().out
 
 
+def test_evaluate_in_bfloat16_reports_it_and_keeps_the_dice(bloodcell_pairs, tmp_path):
+    images, masks = bloodcell_pairs
+    reports = {}
+    for precision in ("float32", "bfloat16"):
+        path = tmp_path / f"{precision}.json"
+        arguments = ["--images", str(images), "--masks", str(masks), "--json", str(path)]
+        code = main(["evaluate", "--model", "unet-bloodcell", "--precision", precision, *arguments])
+        assert code == 0
+        reports[precision] = json.loads(path.read_text())
+    assert reports["bfloat16"]["settings"]["precision"] == "bfloat16"
+    assert reports["float32"]["settings"]["precision"] == "float32"
+    assert reports["bfloat16"]["mean"]["dice"] == pytest.approx(
+        reports["float32"]["mean"]["dice"], abs=0.002
+    )
+
+
 def test_evaluate_matches_masks_with_the_isic_suffix(shared_data, model_file, tmp_path):
     source = shared_data / "isic2017" / "valid"
     images, masks = tmp_path / "images", tmp_path / "masks"
