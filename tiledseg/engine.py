@@ -8,29 +8,29 @@ How one image goes through:
 1. The image is brought to the model's pixel scale (area to shrink, cubic to enlarge) and padded
    at the bottom and right to a multiple of the model's downsampling factor.
 2. The grid (:mod:`tiledseg.tiling`) is processed one row band at a time. For each band, one
-   compiled Keras function cuts the tiles out (and their flips, for test-time augmentation), runs
-   the network in fixed-shape batches, weights the probabilities with the blend window and
-   overlap-adds them into the band, all with ``keras.ops`` on the backend's device. The band is
-   added into the probability map on the host, so peak memory beyond the image and the map does
-   not grow with the number of tiles. A model that runs elsewhere (a tile backend such as
-   :class:`tiledseg.serving.ServingModel`) gets the same grid and blend weights on the host
-   instead, batches of tiles sent several at a time (:mod:`tiledseg.tile_backend`).
+   compiled Keras function (:mod:`tiledseg.band`) cuts the tiles out (and their flips, for
+   test-time augmentation), runs the network in fixed-shape batches, weights the probabilities
+   with the blend window and overlap-adds them into the band, all with ``keras.ops`` on the
+   backend's device. The band is added into the probability map on the host, so peak memory
+   beyond the image and the map does not grow with the number of tiles. A model that runs
+   elsewhere (a tile backend such as :class:`tiledseg.serving.ServingModel`) gets the same grid
+   and blend weights on the host instead, batches of tiles sent several at a time
+   (:mod:`tiledseg.tile_backend`).
 3. The map is cropped and resized back to the input's full size (linear), before any threshold.
 """
 
 from __future__ import annotations
 
-import functools
-import threading
 from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
 import keras
 import numpy as np
-from keras import ops
 
+from tiledseg._device import on_gpu
 from tiledseg._validation import validate_choice, validate_range
+from tiledseg.band import band_function
 from tiledseg.precision import PRECISIONS, resolve_precision, with_precision
 from tiledseg.scale import PixelScale, resize_image, resize_probabilities, scaled_shape
 from tiledseg.tile_backend import backend_bands, is_tile_backend
@@ -49,10 +49,6 @@ DEFAULT_BLEND = "gaussian"
 # 2.5 Mpx/s on 512 px tiles and on a whole 6000x4000 image, so the budget is about memory.
 AUTO_TILE_PIXELS_CPU = 2048 * 2048
 AUTO_TILE_PIXELS_GPU = 4096 * 4096
-# Default batch: about this many tile pixels per forward call.
-_BATCH_PIXELS_CPU = 2 * 512 * 512
-_BATCH_PIXELS_GPU = 64 * 512 * 512
-_MAX_CACHED_BANDS = 8
 
 ProgressCallback = Callable[[int, int], None]
 
@@ -137,8 +133,8 @@ def predict_tiled(
             network, padded, grid, row_weights, settings["blend"], batch_size, settings["tta"]
         )
     else:
-        band_fn = _band_function(
-            network, grid, settings["blend"], batch_size, settings["tta"], padded.shape[-1], _cache
+        band_fn = band_function(
+            network, grid, settings["blend"], batch_size, settings["tta"], _cache
         )
         bands = (
             _to_numpy(
@@ -269,7 +265,7 @@ class TiledPredictor:
             "precision": (
                 "remote"
                 if is_tile_backend(_unwrap(self.model)[0])
-                else resolve_precision(self._resolved["precision"], _on_gpu())
+                else resolve_precision(self._resolved["precision"], on_gpu())
             ),
             "batch_size": self.settings.get("batch_size"),
             "pad_mode": self.settings.get("pad_mode", "reflect"),
@@ -378,7 +374,7 @@ def _resolve_settings(meta, tile, overlap, blend, scale, tta, precision=None) ->
 def _in_precision(network: Any, precision: str) -> Any:
     if is_tile_backend(network):
         return network
-    return with_precision(network, resolve_precision(precision, _on_gpu()))
+    return with_precision(network, resolve_precision(precision, on_gpu()))
 
 
 def _validate_batch_and_padding(batch_size: int | None, pad_mode: str) -> None:
@@ -397,31 +393,10 @@ def _target_shape(image_shape: tuple[int, ...], scale: PixelScale) -> tuple[int,
     return scaled_shape(height, width, scale.factor_for(height, width))
 
 
-@functools.cache  # the devices a process sees do not change; asked on every image otherwise
-def _on_gpu() -> bool:
-    backend = keras.backend.backend()
-    try:
-        if backend == "jax":
-            import jax
-
-            return jax.default_backend() == "gpu"
-        if backend == "torch":
-            import torch
-
-            return torch.cuda.is_available()
-        if backend == "tensorflow":
-            import tensorflow as tf
-
-            return bool(tf.config.list_logical_devices("GPU"))
-    except ImportError:
-        return False
-    return False
-
-
 def _tile_side(tile: int | str, scaled: tuple[int, int], factor: int, overlap: float) -> int:
     if tile != "auto":
         return int(tile)
-    budget = AUTO_TILE_PIXELS_GPU if _on_gpu() else AUTO_TILE_PIXELS_CPU
+    budget = AUTO_TILE_PIXELS_GPU if on_gpu() else AUTO_TILE_PIXELS_CPU
     padded = [-(-side // factor) * factor for side in scaled]
     if padded[0] * padded[1] <= budget:
         return max(padded)  # one tile: whole-image inference
@@ -456,108 +431,3 @@ def _finish(probabilities: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
 
 def _to_numpy(value: Any) -> np.ndarray:
     return np.asarray(keras.ops.convert_to_numpy(value))
-
-
-# --- the compiled band function --------------------------------------------------------------
-
-_cache_lock = threading.Lock()
-
-
-def _band_function(network, grid: TileGrid, blend, batch_size, tta, channels, cache):
-    tile_h, tile_w = grid.tile_shape
-    if batch_size is None:
-        budget = _BATCH_PIXELS_GPU if _on_gpu() else _BATCH_PIXELS_CPU
-        batch_size = max(1, budget // (tile_h * tile_w))
-    views = 4 if tta == "flips" else 1
-    batch_size = min(batch_size, grid.cols.count * views)
-    key = (id(network), tile_h, tile_w, grid.cols.padded, grid.cols.starts, blend, batch_size, tta)
-    if cache is not None:
-        with _cache_lock:
-            if key in cache:
-                cache.move_to_end(key)
-                return cache[key]
-    col_weights = blend_weights(grid.cols, blend)
-    function = _BandPredictor(
-        network, grid.cols.starts, (tile_h, tile_w), col_weights, batch_size, tta
-    )
-    if cache is not None:
-        with _cache_lock:
-            cache[key] = function
-            while len(cache) > _MAX_CACHED_BANDS:
-                cache.popitem(last=False)
-    return function
-
-
-class _BandPredictor(keras.Model):
-    """One row band: cut tiles, run the network in fixed batches, weight, overlap-add.
-
-    A Keras model so that ``predict_on_batch`` compiles it with the backend's own compiler
-    (tf.function, jax.jit) and everything stays on the device until the band comes back.
-    """
-
-    def __init__(self, network, col_starts, tile_shape, col_weights, batch_size, tta):
-        super().__init__(name="band_predictor")
-        self.network = network
-        self.col_starts = tuple(int(s) for s in col_starts)
-        self.tile_h, self.tile_w = (int(side) for side in tile_shape)
-        self.col_weights = np.asarray(col_weights, np.float32)
-        self.batch_size = int(batch_size)
-        self.tta = tta
-        # Nothing to build: the network is built. Without this Keras runs the band once
-        # eagerly before compiling it (seen on JAX: every op compiled and run op by op).
-        self.built = True
-
-    def call(self, inputs):
-        band, row_weight = inputs  # (1, tile_h, padded_w, C), (1, tile_h)
-        band = ops.cast(band, "float32")
-        tiles = ops.concatenate(
-            [band[:, :, x : x + self.tile_w, :] for x in self.col_starts], axis=0
-        )
-        count = len(self.col_starts)
-        if self.tta == "flips":
-            tiles = ops.concatenate(
-                [tiles, ops.flip(tiles, 2), ops.flip(tiles, 1), ops.flip(tiles, (1, 2))], axis=0
-            )
-        probabilities = self._forward(tiles, count * (4 if self.tta == "flips" else 1))
-        if self.tta == "flips":
-            views = ops.split(probabilities, 4, axis=0)
-            probabilities = (
-                views[0]
-                + ops.flip(views[1], 2)
-                + ops.flip(views[2], 1)
-                + ops.flip(views[3], (1, 2))
-            ) * 0.25
-        weights = (
-            row_weight[0][None, :, None, None]
-            * ops.convert_to_tensor(self.col_weights)[:, None, :, None]
-        )
-        weighted = probabilities * weights  # (count, tile_h, tile_w, K)
-        tile_h, padded_w = ops.shape(band)[1], ops.shape(band)[2]
-        classes = ops.shape(weighted)[3]
-        out = ops.zeros((tile_h, padded_w, classes), dtype="float32")
-        for index in range(count):
-            x = self.col_starts[index]
-            current = ops.slice(out, (0, x, 0), (tile_h, self.tile_w, classes))
-            out = ops.slice_update(out, (0, x, 0), current + weighted[index])
-        return out[None]
-
-    def _forward(self, tiles, total: int):
-        # `total` is a Python int: shapes may be symbolic inside the compiled function.
-        # Fixed-shape batches: the last one is padded by repeating the last tile. Several
-        # batches go through one loop (lax.map on JAX, map_fn on TensorFlow) rather than
-        # unrolled calls, so the network is compiled once whatever the number of tiles.
-        batches = -(-total // self.batch_size)
-        short = batches * self.batch_size - total
-        if short:
-            tiles = ops.concatenate([tiles, ops.repeat(tiles[-1:], short, axis=0)], axis=0)
-        if batches == 1:
-            return ops.cast(self.network(tiles, training=False), "float32")[:total]
-        channels = tiles.shape[-1]
-        batched = ops.reshape(tiles, (batches, self.batch_size, self.tile_h, self.tile_w, channels))
-        outputs = ops.map(
-            lambda batch: ops.cast(self.network(batch, training=False), "float32"), batched
-        )
-        outputs = ops.reshape(
-            outputs, (batches * self.batch_size, self.tile_h, self.tile_w, outputs.shape[-1])
-        )
-        return outputs[:total]
