@@ -48,6 +48,7 @@ st.caption(
     f"Model **{loaded.zoo.id}** · tile {settings['tile']} · overlap {settings['overlap']:g} · "
     f"{settings['blend']} blend · scale {scale['mode']} {scale['value']:g}"
     + (" · test-time flips" if settings["tta"] else "")
+    + (f" · {settings['precision']}" if settings.get("precision", "auto") != "auto" else "")
 )
 if not inputs:
     st.info("Upload an image, or choose **Sample** above, to segment it.")

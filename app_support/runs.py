@@ -83,6 +83,7 @@ def default_settings(meta: Any) -> dict[str, Any]:
         "batch_size": None,
         "scale": meta.scale.to_dict(),
         "tta": meta.tta,
+        "precision": "auto",
     }
 
 

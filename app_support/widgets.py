@@ -41,6 +41,7 @@ METRIC_LABELS = {
 }
 _TILE_CHOICES = ["auto", 64, 96, 128, 192, 256, 320, 384, 512, 768, 1024]
 _BLENDS = ("gaussian", "hann", "constant", "center")
+_PRECISIONS = ("auto", "float32", "bfloat16", "float16")
 _SCALE_MODES = {
     "factor": "resize factor",
     "short_side": "short side (px)",
@@ -220,7 +221,7 @@ def settings_form(
         blend = third.selectbox(
             "Blend", _BLENDS, index=_BLENDS.index(current["blend"]), key=f"{key}_blend"
         )
-        first, second = st.columns(2)
+        first, second, third = st.columns(3)
         batch = first.number_input(
             "Batch size (0 = automatic)",
             min_value=0,
@@ -228,7 +229,14 @@ def settings_form(
             value=int(current["batch_size"] or 0),
             key=f"{key}_batch",
         )
-        with second:
+        precision = second.selectbox(
+            "Precision",
+            _PRECISIONS,
+            index=_PRECISIONS.index(current.get("precision", "auto")),
+            key=f"{key}_precision",
+            help="auto: bfloat16 on a GPU, float32 on a CPU.",
+        )
+        with third:
             tta = st.checkbox(
                 "Test-time flips (4x slower)", value=current["tta"] == "flips", key=f"{key}_tta"
             )
@@ -247,6 +255,7 @@ def settings_form(
         "batch_size": int(batch) or None,
         "scale": scale,
         "tta": "flips" if tta else None,
+        "precision": precision,
     }
 
 

@@ -86,6 +86,22 @@ def test_applied_settings_run_again_and_draw_the_grid(zoo_root, lesion):
     assert not at.exception and not at.error
 
 
+def test_precision_setting_runs_the_network_in_bfloat16(zoo_root, lesion):
+    at = _predict_page()
+    at.file_uploader(key="predict_upload").set_value((*lesion, "image/jpeg")).run()
+    area = _metrics(at)["Area"]
+    at.selectbox(key=f"{KEY}_precision").set_value("bfloat16")
+    next(b for b in at.button if b.label == "Apply settings").click().run()
+    assert not at.exception and not at.error
+    assert at.caption[1].value.endswith("· bfloat16")
+    metrics = _metrics(at)
+    assert metrics["Inference"][1].endswith("MP/s")  # a new inference, not the cached one
+    # The same lesion to within a few boundary pixels (bfloat16 moves probabilities < 1e-2).
+    area_px = int(area[1].split()[0].replace(",", ""))
+    new_px = int(metrics["Area"][1].split()[0].replace(",", ""))
+    assert abs(new_px - area_px) <= 0.01 * area_px
+
+
 def test_corrupt_upload_is_an_error_not_a_traceback(zoo_root, lesion):
     at = _predict_page()
     at.file_uploader(key="predict_upload").set_value(("broken.jpg", lesion[1][:600], "image/jpeg"))
