@@ -1,0 +1,1 @@
+"""Speed measurements of tiledseg; run from the repository root: ``python -m benchmarks.NAME``."""

@@ -1,0 +1,176 @@
+"""The GPU benchmark's code path on CPU, and MONAI's sliding window against tiledseg's tiler.
+
+Both run in subprocesses: the benchmark on JAX, MONAI on PyTorch (the suite runs on TensorFlow).
+Run as a script, this file is the PyTorch worker: ``python tests/test_benchmarks.py monai OUT``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+TILE, OVERLAP = 128, 0.25
+# Float rounding only: the same tiles, windows and weighted sums in another order. A window
+# centred half a pixel off ((tile / 2) rather than (tile - 1) / 2) gives 2.5e-4 here, sigma 4 %
+# off 4e-4, MONAI's own window (clamped at 1e-3) 0.09, a grid shifted by the padding 0.17.
+SAME_TO = 1e-5
+
+
+def _run(backend: str, arguments: list[str], timeout: int = 300) -> subprocess.CompletedProcess:
+    environment = {
+        **os.environ,
+        "KERAS_BACKEND": backend,
+        "JAX_PLATFORMS": "cpu",
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])),
+    }
+    done = subprocess.run(
+        [sys.executable, *arguments],
+        cwd=REPO_ROOT,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return done
+
+
+def test_benchmark_runs_end_to_end_on_cpu(tmp_path):
+    out = tmp_path / "bench.json"
+    done = _run(
+        "jax",
+        [
+            *("-m", "benchmarks.bench_gpu", "--quick", "--models", "seedlike"),
+            *("--batch-sizes", "4", "--repeats", "2", "--json", str(out)),
+        ],
+    )
+    document = json.loads(out.read_text())
+    rows = document["rows"]
+    assert {(row["method"], row["precision"]) for row in rows} == {
+        ("tiledseg", "float32"),
+        ("tiledseg", "bfloat16"),
+        ("model-only", "float32"),
+        ("model-only", "bfloat16"),
+        ("whole-image", "float32"),
+        ("whole-image", "bfloat16"),
+        ("tiledseg-auto", "float32"),  # "auto" is float32 on a CPU
+        ("seeds", "float32"),
+    }
+    for row in rows:
+        assert row["backend"] == "jax" and row["image"] == "320x224"
+        assert row["median_s"] > 0 and row["first_call_s"] > 0 and row["runs"] >= 1
+        assert row["megapixels_per_s"] > 0
+    tiled = next(r for r in rows if r["method"] == "tiledseg" and r["precision"] == "bfloat16")
+    # 320 px wide, 128 px tiles at a 96 px stride: 3 tiles per band, so batch 4 runs as 3.
+    assert tiled["batch_size"] == 3 and tiled["batch_sizes_requested"] == [4]
+    assert tiled["tiles"] == 6 and tiled["tile"] == [128, 128]
+    assert 0 < tiled["max_abs_diff_vs_float32"] <= 1e-2
+    names = {ratio["name"] for ratio in document["ratios"]}
+    assert {"tiledseg / model-only", "seeds / tiledseg", "tiledseg-auto / whole-image"} <= names
+    assert document["models"]["seedlike-3L"]["parameters"] > 0
+    assert document["machine"]["backend"] == "jax" and document["skipped"] == []
+    assert "| jax | seedlike-3L | 320x224 | tiledseg |" in done.stdout
+
+
+def test_monai_sliding_window_agrees_with_tiledseg(tmp_path):
+    out = tmp_path / "monai.json"
+    _run("torch", [str(Path(__file__).resolve()), "monai", str(out)])
+    result = json.loads(out.read_text())
+    aligned, unaligned = result["aligned"], result["unaligned"]
+    # A size on the downsampling factor's grid and on the stride: both tilers cut the same tiles.
+    assert aligned["tiledseg_starts"] == aligned["monai_starts"]
+    # With the same (unclamped) Gaussian window, the two probability maps are the same.
+    assert aligned["same_window"] < SAME_TO
+    # MONAI's own window is that Gaussian clamped at 1e-3 and nothing else ...
+    assert aligned["default_vs_clamped_window"] < SAME_TO
+    # ... and the clamp is a real difference, as monai_peer's docstring says.
+    assert 1e-3 < aligned["default_window"] < 0.5
+    # A size off the factor's grid: tiledseg pads and its last tiles start elsewhere; where both
+    # grids use the same tiles the maps agree, beyond that they do not.
+    assert unaligned["tiledseg_starts"] != unaligned["monai_starts"]
+    assert unaligned["same_window_common_tiles"] < SAME_TO
+    assert unaligned["same_window"] > 1e-3
+
+
+def _monai_worker(out: Path) -> None:
+    import random
+
+    import keras
+
+    from benchmarks.monai_peer import (
+        common_extent,
+        gaussian_window,
+        monai_starts,
+        predict_monai,
+    )
+    from tiledseg import predict_tiled
+    from tiledseg.engine import describe_grid
+
+    random.seed(0)  # Keras' default seed comes from Python's `random`
+    inputs = keras.Input((None, None, 3))
+    x = keras.layers.Rescaling(1 / 255.0)(inputs)
+    skip = x = keras.layers.Conv2D(8, 3, padding="same", activation="relu")(x)
+    for _ in range(2):  # downsampling factor 4
+        x = keras.layers.MaxPooling2D()(x)
+        x = keras.layers.Conv2D(8, 3, padding="same", activation="relu")(x)
+    x = keras.layers.Concatenate()([keras.layers.UpSampling2D(4)(x), skip])
+    outputs = keras.layers.Conv2D(1, 3, padding="same", activation="sigmoid")(x)
+    network = keras.Model(inputs, outputs)
+
+    window = gaussian_window(TILE)
+    rng = np.random.default_rng(0)
+    result = {}
+    # 224 = 128 + 96 and 320 = 128 + 2 * 96, multiples of 4; 300 x 202 is not on the grid.
+    for name, (height, width) in {"aligned": (224, 320), "unaligned": (300, 202)}.items():
+        image = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+        ours = predict_tiled(
+            image,
+            network,
+            tile=TILE,
+            overlap=OVERLAP,
+            blend="gaussian",
+            batch_size=4,
+            tta="none",
+            precision="float32",
+        )
+
+        def monai(weight_map=None, image=image):
+            return predict_monai(
+                image,
+                network,
+                tile=TILE,
+                overlap=OVERLAP,
+                batch_size=4,
+                device="cpu",
+                weight_map=weight_map,
+            )
+
+        same, default = monai(window), monai()
+        clamped = monai(np.maximum(window, 1e-3))
+        grid = describe_grid(image.shape, network, tile=TILE, overlap=OVERLAP)
+        starts = (monai_starts(height, TILE, OVERLAP), monai_starts(width, TILE, OVERLAP))
+        rows = common_extent(grid.rows.starts, starts[0])
+        cols = common_extent(grid.cols.starts, starts[1])
+        result[name] = {
+            "tiledseg_starts": [list(grid.rows.starts), list(grid.cols.starts)],
+            "monai_starts": [list(starts[0]), list(starts[1])],
+            "same_window": float(np.abs(ours - same).max()),
+            "same_window_common_tiles": float(np.abs(ours - same)[:rows, :cols].max()),
+            "default_window": float(np.abs(ours - default).max()),
+            "default_vs_clamped_window": float(np.abs(default - clamped).max()),
+        }
+    out.write_text(json.dumps(result, indent=2))
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    command, *arguments = sys.argv[1:]
+    if command != "monai":
+        sys.exit(f"unknown command {command!r}: use monai OUT.json")
+    _monai_worker(Path(arguments[0]))
