@@ -16,10 +16,11 @@ time budget (``--budget-s``) cuts the least important rows, which are then liste
 2. the same model: the smaller batches of the sweep, whole-image in the other precisions;
 3. the other models, as in 1 (without the seeds), then as in 2.
 
-The engine runs one row band at a time, so its batch is at most the tiles in one band row; batch
-sizes that would exceed it run once, at that batch (``batch_sizes_requested`` lists them).
-Model-only and MONAI use the same effective batch. The JSON (``--json``) is rewritten after every
-row, so a run stopped early keeps what it measured.
+The engine gives each band call as many tile rows as fill the asked batch, so its batch is at
+most the image's tile count; batch sizes that would exceed it run once, at that batch
+(``batch_sizes_requested`` lists them). Model-only and MONAI use the same effective batch.
+The JSON (``--json``) is rewritten after every row, so a run stopped early keeps what it
+measured.
 """
 
 from __future__ import annotations
@@ -133,7 +134,7 @@ def plan(args, networks: dict[str, tuple[keras.Model, dict]]) -> list[dict[str, 
             )
             batches: dict[int, list[int]] = {}
             for asked in args.batch_sizes:
-                batches.setdefault(min(asked, grid.cols.count), []).append(asked)
+                batches.setdefault(min(asked, grid.count), []).append(asked)
             full, *smaller = sorted(batches, reverse=True)
             for precision in args.precisions:
                 for method in ("tiledseg", "model-only", "monai"):

@@ -178,6 +178,39 @@ def test_progress_reports_every_band():
     assert calls == [(3, 9), (6, 9), (9, 9)]
 
 
+@pytest.mark.parametrize("rows", [2, 3, 7])
+@pytest.mark.parametrize("tta", ["none", "flips"])
+def test_several_tile_rows_per_band_give_the_one_row_result(tiny_unet, rows, tta):
+    # 700x900 at 128 px tiles, 25% overlap: 7 rows of 10 tiles. A batch above a row's tiles
+    # makes each band call take several rows (as on a GPU); 2 and 3 rows leave an uneven last
+    # group whose last row is the edge-aligned one, 7 takes the whole image in one call.
+    from tiledseg.engine import describe_grid
+
+    image = _image((700, 900), seed=8)
+    grid = describe_grid(image.shape, tiny_unet, tile=128)
+    assert (grid.rows.count, grid.cols.count) == (7, 10)
+    one_row = predict_tiled(image, tiny_unet, tile=128, batch_size=2, tta=tta)
+    calls = []
+    views = 4 if tta == "flips" else 1
+    several = predict_tiled(
+        image,
+        tiny_unet,
+        tile=128,
+        batch_size=rows * 10 * views,
+        tta=tta,
+        progress=lambda done, total: calls.append((done, total)),
+    )
+    np.testing.assert_allclose(several, one_row, rtol=0, atol=1e-6)
+    expected = [min(7, rows * (i + 1)) * 10 for i in range(-(-7 // rows))]
+    assert calls == [(done, 70) for done in expected]
+
+
+def test_several_rows_per_band_keep_center_blend_exact(tiny_unet):
+    image = _image((1001, 777), seed=1)
+    tiled = predict_tiled(image, tiny_unet, tile=128, overlap=0.5, blend="center", batch_size=40)
+    np.testing.assert_allclose(tiled, predict_whole(image, tiny_unet), rtol=0, atol=1e-5)
+
+
 def test_auto_tile_uses_one_tile_when_the_image_fits(tiny_unet):
     image = _image((300, 500), seed=6)
     predictor = TiledPredictor(tiny_unet, tile="auto")

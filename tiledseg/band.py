@@ -1,11 +1,12 @@
-"""One row band of the tiled engine as one compiled function.
+"""One band of tile rows of the tiled engine as one compiled function.
 
-A band is a strip of the padded image one tile high. :class:`BandPredictor` cuts its tiles (and
-their flips, for test-time augmentation), runs the network in fixed-shape batches, weights the
-probabilities with the blend window and overlap-adds them into the band, all with ``keras.ops``
-on the backend's device. It is a ``keras.Model`` so that ``predict_on_batch`` compiles it with
-the backend's own compiler (tf.function, jax.jit); :func:`band_function` keeps the compiled
-functions of recent band shapes.
+A band is a strip of the padded image one or more tile rows high (:func:`rows_per_band`).
+:class:`BandPredictor` cuts its tiles (and their flips, for test-time augmentation), runs the
+network in fixed-shape batches, weights the probabilities with the blend window and
+overlap-adds them into the band, all with ``keras.ops`` on the backend's device. It is a
+``keras.Model`` so that ``predict_on_batch`` compiles it with the backend's own compiler
+(tf.function, jax.jit); :func:`band_function` keeps the compiled functions of recent band
+shapes.
 """
 
 from __future__ import annotations
@@ -28,22 +29,62 @@ _MAX_CACHED_BANDS = 8
 _cache_lock = threading.Lock()
 
 
+def rows_per_band(grid: TileGrid, batch_size: int | None, tta: str | None) -> int:
+    """How many tile rows one band call runs: enough to fill a batch.
+
+    On a CPU (default batch) one row: memory stays lowest and batches are small anyway. On a GPU,
+    or when the asked batch exceeds a row's tiles, several rows, so that a 1600 px-wide slide's
+    4 tiles per row do not cap the batch at 4 (a GPU wants tens of tiles per call).
+    """
+    per_row = grid.cols.count * (4 if tta == "flips" else 1)
+    if batch_size is None:
+        if not on_gpu():
+            return 1
+        batch_size = _default_batch(grid)
+    return max(1, min(grid.rows.count, -(-batch_size // per_row)))
+
+
+def row_groups(grid: TileGrid, rows: int) -> list[tuple[int, tuple[int, ...]]]:
+    """Consecutive tile rows in groups of ``rows``: each group's top and its rows' offsets."""
+    starts = grid.rows.starts
+    groups = []
+    for first in range(0, len(starts), rows):
+        top = starts[first]
+        groups.append((top, tuple(start - top for start in starts[first : first + rows])))
+    return groups
+
+
+def _default_batch(grid: TileGrid) -> int:
+    budget = _BATCH_PIXELS_GPU if on_gpu() else _BATCH_PIXELS_CPU
+    return max(1, budget // (grid.rows.tile * grid.cols.tile))
+
+
 def band_function(
     network: keras.Model,
     grid: TileGrid,
+    row_offsets: tuple[int, ...],
     blend: str,
     batch_size: int | None,
     tta: str | None,
     cache: OrderedDict | None,
 ) -> BandPredictor:
-    """The compiled function for the grid's row bands, from ``cache`` when it holds one."""
+    """The compiled function for bands of tile rows at ``row_offsets``, cached per shape."""
     tile_h, tile_w = grid.tile_shape
     if batch_size is None:
-        budget = _BATCH_PIXELS_GPU if on_gpu() else _BATCH_PIXELS_CPU
-        batch_size = max(1, budget // (tile_h * tile_w))
+        batch_size = _default_batch(grid)
     views = 4 if tta == "flips" else 1
-    batch_size = min(batch_size, grid.cols.count * views)
-    key = (id(network), tile_h, tile_w, grid.cols.padded, grid.cols.starts, blend, batch_size, tta)
+    batch_size = min(batch_size, len(row_offsets) * grid.cols.count * views)
+    key = (
+        id(network),
+        tile_h,
+        tile_w,
+        row_offsets,
+        grid.cols.padded,
+        grid.cols.starts,
+        blend,
+        batch_size,
+        tta,
+    )
     if cache is not None:
         with _cache_lock:
             if key in cache:
@@ -51,7 +92,7 @@ def band_function(
                 return cache[key]
     col_weights = blend_weights(grid.cols, blend)
     function = BandPredictor(
-        network, grid.cols.starts, (tile_h, tile_w), col_weights, batch_size, tta
+        network, row_offsets, grid.cols.starts, (tile_h, tile_w), col_weights, batch_size, tta
     )
     if cache is not None:
         with _cache_lock:
@@ -62,16 +103,19 @@ def band_function(
 
 
 class BandPredictor(keras.Model):
-    """One row band: cut tiles, run the network in fixed batches, weight, overlap-add.
+    """One band of tile rows: cut tiles, run the network in fixed batches, weight, overlap-add.
 
     A Keras model so that ``predict_on_batch`` compiles it with the backend's own compiler
     (tf.function, jax.jit) and everything stays on the device until the band comes back.
+    Inputs: the band ``(1, row_offsets[-1] + tile_h, padded_w, C)`` as stored (uint8 travels as
+    uint8) and the rows' blend weights ``(1, len(row_offsets), tile_h)``.
     """
 
-    def __init__(self, network, col_starts, tile_shape, col_weights, batch_size, tta):
+    def __init__(self, network, row_offsets, col_starts, tile_shape, col_weights, batch_size, tta):
         super().__init__(name="band_predictor")
         self.network = network
-        self.col_starts = tuple(int(s) for s in col_starts)
+        self.row_offsets = tuple(int(y) for y in row_offsets)
+        self.col_starts = tuple(int(x) for x in col_starts)
         self.tile_h, self.tile_w = (int(side) for side in tile_shape)
         self.col_weights = np.asarray(col_weights, np.float32)
         self.batch_size = int(batch_size)
@@ -81,12 +125,13 @@ class BandPredictor(keras.Model):
         self.built = True
 
     def call(self, inputs):
-        band, row_weight = inputs  # (1, tile_h, padded_w, C), (1, tile_h)
+        band, row_weights = inputs
         band = ops.cast(band, "float32")
+        places = [(y, x) for y in self.row_offsets for x in self.col_starts]
         tiles = ops.concatenate(
-            [band[:, :, x : x + self.tile_w, :] for x in self.col_starts], axis=0
+            [band[:, y : y + self.tile_h, x : x + self.tile_w, :] for y, x in places], axis=0
         )
-        count = len(self.col_starts)
+        count = len(places)
         if self.tta == "flips":
             tiles = ops.concatenate(
                 [tiles, ops.flip(tiles, 2), ops.flip(tiles, 1), ops.flip(tiles, (1, 2))], axis=0
@@ -100,18 +145,19 @@ class BandPredictor(keras.Model):
                 + ops.flip(views[2], 1)
                 + ops.flip(views[3], (1, 2))
             ) * 0.25
-        weights = (
-            row_weight[0][None, :, None, None]
-            * ops.convert_to_tensor(self.col_weights)[:, None, :, None]
+        # Tile (r, c) is weighted by row window r times column window c; tiles are row-major.
+        weights = ops.reshape(
+            row_weights[0][:, None, :, None]
+            * ops.convert_to_tensor(self.col_weights)[None, :, None, :],
+            (count, self.tile_h, self.tile_w, 1),
         )
         weighted = probabilities * weights  # (count, tile_h, tile_w, K)
-        tile_h, padded_w = ops.shape(band)[1], ops.shape(band)[2]
+        band_h, padded_w = ops.shape(band)[1], ops.shape(band)[2]
         classes = ops.shape(weighted)[3]
-        out = ops.zeros((tile_h, padded_w, classes), dtype="float32")
-        for index in range(count):
-            x = self.col_starts[index]
-            current = ops.slice(out, (0, x, 0), (tile_h, self.tile_w, classes))
-            out = ops.slice_update(out, (0, x, 0), current + weighted[index])
+        out = ops.zeros((band_h, padded_w, classes), dtype="float32")
+        for index, (y, x) in enumerate(places):
+            current = ops.slice(out, (y, x, 0), (self.tile_h, self.tile_w, classes))
+            out = ops.slice_update(out, (y, x, 0), current + weighted[index])
         return out[None]
 
     def _forward(self, tiles, total: int):

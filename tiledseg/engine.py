@@ -7,15 +7,16 @@ How one image goes through:
 
 1. The image is brought to the model's pixel scale (area to shrink, cubic to enlarge) and padded
    at the bottom and right to a multiple of the model's downsampling factor.
-2. The grid (:mod:`tiledseg.tiling`) is processed one row band at a time. For each band, one
-   compiled Keras function (:mod:`tiledseg.band`) cuts the tiles out (and their flips, for
-   test-time augmentation), runs the network in fixed-shape batches, weights the probabilities
-   with the blend window and overlap-adds them into the band, all with ``keras.ops`` on the
-   backend's device. The band is added into the probability map on the host, so peak memory
-   beyond the image and the map does not grow with the number of tiles. A model that runs
-   elsewhere (a tile backend such as :class:`tiledseg.serving.ServingModel`) gets the same grid
-   and blend weights on the host instead, batches of tiles sent several at a time
-   (:mod:`tiledseg.tile_backend`).
+2. The grid (:mod:`tiledseg.tiling`) is processed in bands of tile rows: one row per band on a
+   CPU, as many rows as fill a batch on a GPU or when the batch asked for exceeds a row. For each
+   band, one compiled Keras function (:mod:`tiledseg.band`) cuts the tiles out (and their flips,
+   for test-time augmentation), runs the network in fixed-shape batches, weights the
+   probabilities with the blend window and overlap-adds them into the band, all with
+   ``keras.ops`` on the backend's device. The band is added into the probability map on the
+   host, so peak memory beyond the image and the map does not grow with the number of tiles. A
+   model that runs elsewhere (a tile backend such as :class:`tiledseg.serving.ServingModel`)
+   gets the same grid and blend weights on the host instead, batches of tiles sent several at a
+   time (:mod:`tiledseg.tile_backend`).
 3. The map is cropped and resized back to the input's full size (linear), before any threshold.
 """
 
@@ -30,7 +31,7 @@ import numpy as np
 
 from tiledseg._device import on_gpu
 from tiledseg._validation import validate_choice, validate_range
-from tiledseg.band import band_function
+from tiledseg.band import band_function, row_groups, rows_per_band
 from tiledseg.precision import PRECISIONS, resolve_precision, with_precision
 from tiledseg.scale import PixelScale, resize_image, resize_probabilities, scaled_shape
 from tiledseg.tile_backend import backend_bands, is_tile_backend
@@ -97,7 +98,7 @@ def predict_tiled(
             network computes in 16 bits with float32 weights, stem and output
             (:mod:`tiledseg.precision`); blending always accumulates in float32. Ignored by a
             tile backend, which runs the tiles in its own precision.
-        progress: called as ``progress(done_tiles, total_tiles)`` after each row band.
+        progress: called as ``progress(done_tiles, total_tiles)`` after each band.
 
     Returns:
         float32 probabilities at the input's full size: ``(H, W)`` for one output channel,
@@ -132,26 +133,31 @@ def predict_tiled(
         bands = backend_bands(
             network, padded, grid, row_weights, settings["blend"], batch_size, settings["tta"]
         )
+        band_rows = [(start, 1) for start in grid.rows.starts]
     else:
-        band_fn = band_function(
-            network, grid, settings["blend"], batch_size, settings["tta"], _cache
-        )
+        groups = row_groups(grid, rows_per_band(grid, batch_size, settings["tta"]))
         bands = (
             _to_numpy(
-                band_fn.predict_on_batch(
-                    [padded[None, start : start + grid.rows.tile], row_weights[index][None]]
+                band_function(
+                    network, grid, offsets, settings["blend"], batch_size, settings["tta"], _cache
+                ).predict_on_batch(
+                    [
+                        padded[None, top : top + offsets[-1] + grid.rows.tile],
+                        row_weights[first : first + len(offsets)][None],
+                    ]
                 )
             )[0]
-            for index, start in enumerate(grid.rows.starts)
+            for first, (top, offsets) in _numbered(groups)
         )
+        band_rows = [(top, len(offsets)) for top, offsets in groups]
 
     probabilities = None
     done = 0
-    for start, contribution in zip(grid.rows.starts, bands, strict=True):
+    for (top, rows), contribution in zip(band_rows, bands, strict=True):
         if probabilities is None:
             probabilities = np.zeros(grid.padded_shape + contribution.shape[-1:], np.float32)
-        probabilities[start : start + grid.rows.tile] += contribution
-        done += grid.cols.count
+        probabilities[top : top + contribution.shape[0]] += contribution
+        done += rows * grid.cols.count
         if progress is not None:
             progress(done, grid.count)
     probabilities = probabilities[: grid.rows.length, : grid.cols.length]
@@ -427,6 +433,14 @@ def _finish(probabilities: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     if probabilities.ndim == 3 and probabilities.shape[-1] == 1:
         probabilities = probabilities[..., 0]
     return probabilities
+
+
+def _numbered(groups: list[tuple[int, tuple[int, ...]]]):
+    """Each row group with the index of its first row (for slicing the row weights)."""
+    first = 0
+    for group in groups:
+        yield first, group
+        first += len(group[1])
 
 
 def _to_numpy(value: Any) -> np.ndarray:
