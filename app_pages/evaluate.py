@@ -84,7 +84,9 @@ def _inputs() -> tuple[list[Upload], list[Upload]]:
 
 
 images, masks = _inputs()
-with st.expander("Inference settings (tile, overlap, blend, batch, scale, test-time flips)"):
+with st.expander(
+    "Inference settings (tile, overlap, blend, batch, precision, scale, test-time flips)"
+):
     changed = settings_form(PAGE, loaded, settings, defaults)
     if changed is not None:
         set_applied_settings(PAGE, loaded.key, changed)

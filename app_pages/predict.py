@@ -38,7 +38,9 @@ defaults = default_settings(meta)
 settings = applied_settings(PAGE, loaded.key, defaults)
 
 inputs = image_inputs(PAGE, loaded, multiple=True)
-with st.expander("Inference settings (tile, overlap, blend, batch, scale, test-time flips)"):
+with st.expander(
+    "Inference settings (tile, overlap, blend, batch, precision, scale, test-time flips)"
+):
     changed = settings_form(PAGE, loaded, settings, defaults)
     if changed is not None:
         set_applied_settings(PAGE, loaded.key, changed)
