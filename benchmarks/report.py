@@ -116,6 +116,21 @@ def _fastest(rows: list[dict], method: str, precision: str | None = None) -> dic
     return min(found, key=lambda row: row["median_s"]) if found else None
 
 
+def _against_peer(group, members, peer: str, name: str, target: float) -> list[dict[str, Any]]:
+    """tiledseg's time over ``peer``'s at the same precision and batch, in the peer's order."""
+    tiledseg = {
+        (row["precision"], row["batch_size"]): row for row in members if row["method"] == "tiledseg"
+    }
+    out = []
+    for row in members:
+        ours = tiledseg.get((row["precision"], row["batch_size"]))
+        if row["method"] == peer and ours:
+            detail = f" ({row['precision']}, batch {row['batch_size']})"
+            value = ours["median_s"] / row["median_s"]
+            out.append(_ratio(name, group, value, target, "<=", detail))
+    return out
+
+
 def ratios(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The target ratios for every backend, model and image the rows cover."""
     groups: dict[tuple, list[dict]] = defaultdict(list)
@@ -123,23 +138,8 @@ def ratios(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         groups[(row["backend"], row["model"], row["image"])].append(row)
     out = []
     for group, members in groups.items():
-        by = {(r["method"], r["precision"], r["batch_size"]): r for r in members}
-        for row in members:
-            if row["method"] != "tiledseg":
-                continue
-            alone = by.get(("model-only", row["precision"], row["batch_size"]))
-            if alone:
-                detail = f" ({row['precision']}, batch {row['batch_size']})"
-                value = row["median_s"] / alone["median_s"]
-                out.append(_ratio("tiledseg / model-only", group, value, 1.10, "<=", detail))
-        for row in members:
-            if row["method"] != "monai":
-                continue
-            ours = by.get(("tiledseg", row["precision"], row["batch_size"]))
-            if ours:
-                detail = f" ({row['precision']}, batch {row['batch_size']})"
-                value = ours["median_s"] / row["median_s"]
-                out.append(_ratio("tiledseg / MONAI", group, value, 1.05, "<=", detail))
+        out += _against_peer(group, members, "model-only", "tiledseg / model-only", 1.10)
+        out += _against_peer(group, members, "monai", "tiledseg / MONAI", 1.05)
         seeds, fastest = _fastest(members, "seeds"), _fastest(members, "tiledseg", "float32")
         if seeds and fastest:
             value = seeds["median_s"] / fastest["median_s"]
