@@ -39,10 +39,11 @@ import keras
 import numpy as np
 
 from benchmarks.measure import machine_info, memory_kind, time_method
-from benchmarks.methods import HAS_PRECISION, METHODS, make_method
+from benchmarks.methods import METHODS, make_method
 from benchmarks.models import SEEDLIKE, load_network
 from benchmarks.report import format_row, format_table, ratios
 from tiledseg.engine import describe_grid
+from tiledseg.precision import with_precision
 
 FULL = {
     "models": [SEEDLIKE, "unet-bloodcell", "unet-isic2017"],
@@ -100,9 +101,6 @@ def parse_args(argv=None) -> argparse.Namespace:
         args.methods = [m for m in METHODS if m != "monai" or keras.backend.backend() == "torch"]
     if "monai" in args.methods and keras.backend.backend() != "torch":
         parser.error("--methods monai needs KERAS_BACKEND=torch")
-    if not HAS_PRECISION and args.precisions != ["float32"]:
-        print("note: tiledseg has no `precision` argument yet; only float32 rows run", flush=True)
-        args.precisions = ["float32"]
     return args
 
 
@@ -196,7 +194,6 @@ def run_item(item, args, networks, images, outputs) -> dict[str, Any]:
 
 def _monai_differences(item, image, grid, network, args, outputs) -> dict[str, Any]:
     """MONAI against tiledseg (same precision): everywhere, and where both use the same tiles."""
-    from benchmarks.methods import in_precision
     from benchmarks.monai_peer import common_extent, gaussian_window, monai_starts, predict_monai
 
     key = (item["model"], item["size"])
@@ -212,7 +209,7 @@ def _monai_differences(item, image, grid, network, args, outputs) -> dict[str, A
     # left is arithmetic (batch composition, convolution algorithms).
     same_window = predict_monai(
         image,
-        in_precision(network, item["precision"]),
+        with_precision(network, item["precision"]),
         tile=tile,
         overlap=args.overlap,
         batch_size=item["batch"],

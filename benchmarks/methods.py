@@ -19,38 +19,23 @@ includes its tracing and compilation.
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable
 from typing import Any
 
 import keras
 import numpy as np
 
-from tiledseg import TiledPredictor, predict_tiled, predict_whole
+from tiledseg import TiledPredictor, predict_whole
 from tiledseg.baselines import predict_seed_tiles
 from tiledseg.engine import _pad
+from tiledseg.precision import with_precision
 from tiledseg.tiling import TileGrid
 
-__all__ = ["HAS_PRECISION", "METHODS", "in_precision", "make_method"]
+__all__ = ["METHODS", "make_method"]
 
 METHODS = ("tiledseg", "model-only", "whole-image", "tiledseg-auto", "seeds", "monai")
-# The engine's `precision` argument arrived with issue 7; without it only float32 rows run.
-HAS_PRECISION = "precision" in inspect.signature(predict_tiled).parameters
 
 Run = Callable[[], Any]
-
-
-def in_precision(network: keras.Model, precision: str) -> keras.Model:
-    """``network`` converted the way the engine converts it (float32: itself)."""
-    if precision == "float32":
-        return network
-    from tiledseg.precision import with_precision
-
-    return with_precision(network, precision)
-
-
-def _precision(precision: str | None) -> dict[str, Any]:
-    return {"precision": precision} if HAS_PRECISION and precision is not None else {}
 
 
 def make_method(
@@ -74,28 +59,28 @@ def make_method(
             batch_size=batch_size,
             tta="none",
             scale=1.0,
-            **_precision(precision),
+            precision=precision,
         )
         return (lambda: predictor(image)), {}
     if method == "tiledseg-auto":
         predictor = TiledPredictor(network, tile="auto", overlap=overlap, tta="none", scale=1.0)
         auto_grid = predictor.grid(image.shape)
         facts = {
-            "precision": predictor.resolved_settings().get("precision", "float32"),
+            "precision": predictor.resolved_settings()["precision"],
             "tile": list(auto_grid.tile_shape),
             "tiles": auto_grid.count,
         }
         return (lambda: predictor(image)), facts
     if method == "model-only":
-        return _model_only(in_precision(network, precision), image, grid, batch_size), {}
+        return _model_only(with_precision(network, precision), image, grid, batch_size), {}
     if method == "whole-image":
-        return (lambda: predict_whole(image, network, scale=1.0, **_precision(precision))), {}
+        return (lambda: predict_whole(image, network, scale=1.0, precision=precision)), {}
     if method == "seeds":
         return (lambda: predict_seed_tiles(image, network, tile=tile, overlap=overlap)), {}
     if method == "monai":
         from benchmarks.monai_peer import predict_monai
 
-        converted = in_precision(network, precision)
+        converted = with_precision(network, precision)
         return (
             lambda: predict_monai(
                 image, converted, tile=tile, overlap=overlap, batch_size=batch_size
