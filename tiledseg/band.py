@@ -44,13 +44,13 @@ def rows_per_band(grid: TileGrid, batch_size: int | None, tta: str | None) -> in
     return max(1, min(grid.rows.count, -(-batch_size // per_row)))
 
 
-def row_groups(grid: TileGrid, rows: int) -> list[tuple[int, tuple[int, ...]]]:
-    """Consecutive tile rows in groups of ``rows``: each group's top and its rows' offsets."""
+def row_groups(grid: TileGrid, rows: int) -> list[tuple[int, int, tuple[int, ...]]]:
+    """Consecutive tile rows in groups of ``rows``: ``(first row index, top, row offsets)``."""
     starts = grid.rows.starts
     groups = []
     for first in range(0, len(starts), rows):
         top = starts[first]
-        groups.append((top, tuple(start - top for start in starts[first : first + rows])))
+        groups.append((first, top, tuple(start - top for start in starts[first : first + rows])))
     return groups
 
 

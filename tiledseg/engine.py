@@ -147,9 +147,9 @@ def predict_tiled(
                     ]
                 )
             )[0]
-            for first, (top, offsets) in _numbered(groups)
+            for first, top, offsets in groups
         )
-        band_rows = [(top, len(offsets)) for top, offsets in groups]
+        band_rows = [(top, len(offsets)) for _, top, offsets in groups]
 
     probabilities = None
     done = 0
@@ -195,9 +195,8 @@ def predict_whole(
     network, meta = _unwrap(model)
     image = _validate_image(image)
     height, width = image.shape[:2]
-    network = _in_precision(
-        network, _resolve_settings(meta, None, None, None, scale, None, precision)["precision"]
-    )
+    settings = _resolve_settings(meta, None, None, None, scale, None, precision)
+    network = _in_precision(network, settings["precision"])
     if input_size is not None:
         if len(input_size) != 2 or min(int(v) for v in input_size) < 1:
             raise ValueError(
@@ -205,7 +204,6 @@ def predict_whole(
             )
         target = (int(input_size[0]), int(input_size[1]))
     else:
-        settings = _resolve_settings(meta, None, None, None, scale, None)
         target = _target_shape(image.shape, settings["scale"])
     factor = _factor(network, meta)
     scaled = resize_image(image, target)
@@ -433,14 +431,6 @@ def _finish(probabilities: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     if probabilities.ndim == 3 and probabilities.shape[-1] == 1:
         probabilities = probabilities[..., 0]
     return probabilities
-
-
-def _numbered(groups: list[tuple[int, tuple[int, ...]]]):
-    """Each row group with the index of its first row (for slicing the row weights)."""
-    first = 0
-    for group in groups:
-        yield first, group
-        first += len(group[1])
 
 
 def _to_numpy(value: Any) -> np.ndarray:
