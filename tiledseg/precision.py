@@ -70,7 +70,7 @@ def with_precision(network: keras.Model, precision: str) -> keras.Model:
             "precision='float32'."
         )
     outputs = {entry[0] for entry in _output_names(config)}
-    _set_policy(config, _POLICIES[precision], keep=outputs, stem={"pending": True})
+    _set_policy(config, _POLICIES[precision], keep=outputs | _stem_names(config))
     converted = network.__class__.from_config(config)
     converted.set_weights(network.get_weights())
     with _lock:
@@ -88,27 +88,39 @@ _CONVOLUTIONS = ("Conv2D", "SeparableConv2D", "DepthwiseConv2D")
 _NORMALIZATIONS = ("BatchNormalization", "LayerNormalization", "GroupNormalization")
 
 
-def _set_policy(config: dict[str, Any], policy: str, keep: set[str], stem: dict) -> None:
-    """Give the layers of a (possibly nested) model config the ``policy``, in graph order.
-
-    Skipped: input layers, layers named in ``keep`` and the stem, which ends after the first
-    convolution and a normalisation layer that directly follows it.
-    """
+def _layers_in_order(config: dict[str, Any]):
+    """``(class_name, name)`` of every layer, nested models' layers in place, inputs left out."""
     for layer in config.get("layers", []):
         inner = layer.get("config", {})
-        kind = layer.get("class_name")
-        if kind == "InputLayer" or layer.get("name", inner.get("name")) in keep:
-            continue
         if "layers" in inner:  # a nested model (e.g. a keras.applications encoder)
-            _set_policy(inner, policy, keep=set(), stem=stem)
+            yield from _layers_in_order(inner)
+        elif layer.get("class_name") != "InputLayer":
+            yield layer.get("class_name"), layer.get("name", inner.get("name"))
+
+
+def _stem_names(config: dict[str, Any]) -> set[str]:
+    """The stem: layers up to the first convolution and a normalisation directly after it."""
+    stem: set[str] = set()
+    after_conv = False
+    for kind, name in _layers_in_order(config):
+        if after_conv:
+            if kind in _NORMALIZATIONS:
+                stem.add(name)
+            break
+        stem.add(name)
+        after_conv = kind in _CONVOLUTIONS
+    return stem
+
+
+def _set_policy(config: dict[str, Any], policy: str, keep: set[str]) -> None:
+    """Give the layers of a (possibly nested) model config the ``policy``, except input layers
+    and the layers named in ``keep``."""
+    for layer in config.get("layers", []):
+        inner = layer.get("config", {})
+        if layer.get("class_name") == "InputLayer" or layer.get("name", inner.get("name")) in keep:
             continue
-        if stem["pending"]:
-            if stem.get("after_conv") and kind not in _NORMALIZATIONS:
-                stem["pending"] = False
-            else:
-                stem["after_conv"] = stem.get("after_conv") or kind in _CONVOLUTIONS
-                if stem["after_conv"] and kind in _NORMALIZATIONS:
-                    stem["pending"] = False
-                continue
+        if "layers" in inner:  # a nested model: its stem is in `keep`, its outputs follow it
+            _set_policy(inner, policy, keep)
+            continue
         if "dtype" in inner:
             inner["dtype"] = policy
