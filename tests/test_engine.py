@@ -167,12 +167,14 @@ def test_zoo_metadata_supplies_defaults_and_arguments_override_them():
 
 
 def test_progress_reports_every_band():
+    # 3x3 tiles at batch 3: one row per band fills every batch, so three bands.
     calls = []
     predict_tiled(
         _image((300, 300)),
         _channel_plus_one(),
         tile=128,
         overlap=0.25,
+        batch_size=3,
         progress=lambda done, total: calls.append((done, total)),
     )
     assert calls == [(3, 9), (6, 9), (9, 9)]
@@ -203,6 +205,47 @@ def test_several_tile_rows_per_band_give_the_one_row_result(tiny_unet, rows, tta
     np.testing.assert_allclose(several, one_row, rtol=0, atol=1e-6)
     expected = [min(7, rows * (i + 1)) * 10 for i in range(-(-7 // rows))]
     assert calls == [(done, 70) for done in expected]
+
+
+@pytest.mark.parametrize(
+    ("batch", "on_gpu", "rows", "slots"),
+    [
+        # 4288x2848 at 512 px tiles: 8 rows of 11. A band of 6 rows (66 tiles) at batch 64
+        # used to run 2 batches of 64: 150 slots for 88 tiles in all.
+        (64, True, 4, 88),
+        (None, True, 4, 88),  # the GPU default batch is 64 tiles of 512 px
+        (None, False, 2, 88),  # the CPU default, 2 tiles: one row of 11 would pad one
+        (4, False, 4, 88),
+        (16, False, 1, 88),  # 11 tiles in one batch of 11, not 16
+        (8, False, 3, 94),  # the least within 4 rows (8 rows would be 88)
+    ],
+)
+def test_bands_run_few_padded_tiles(monkeypatch, batch, on_gpu, rows, slots):
+    from tiledseg import band
+    from tiledseg.tiling import make_grid
+
+    monkeypatch.setattr(band, "on_gpu", lambda: on_gpu)
+    grid = make_grid(2848, 4288, 512, 0.25, 16)
+    assert (grid.rows.count, grid.cols.count) == (8, 11)
+    chosen = band.rows_per_band(grid, batch, None)
+    asked = batch or band._default_batch(grid)
+    run = 0
+    for _, _, offsets in band.row_groups(grid, chosen):
+        tiles = len(offsets) * grid.cols.count
+        size = band.band_batch(tiles, asked)
+        assert size <= asked
+        run += -(-tiles // size) * size
+    assert (chosen, run) == (rows, slots)
+
+
+@pytest.mark.parametrize("batch", [4, 8, 165])
+def test_evened_batches_give_the_one_row_result(tiny_unet, batch):
+    # 11 rows of 15 tiles: batch 4 takes bands of 4 rows in batches of 4, batch 8 one row in
+    # 2 batches of 8 (one padded), 165 the whole grid in one call.
+    image = _image((1000, 1400), seed=3)
+    one_row = predict_tiled(image, tiny_unet, tile=128, batch_size=1)
+    evened = predict_tiled(image, tiny_unet, tile=128, batch_size=batch)
+    np.testing.assert_allclose(evened, one_row, rtol=0, atol=1e-6)
 
 
 def test_several_rows_per_band_keep_center_blend_exact(tiny_unet):
