@@ -31,6 +31,8 @@ __all__ = [
     "prepare_pair",
     "random_crop",
     "read_pair",
+    "split_label",
+    "split_source",
 ]
 
 Pair = tuple[Path, Path]
@@ -52,6 +54,18 @@ def _pairs_from_csv(path: Path) -> list[Pair]:
             f"{len(missing)} file(s) listed in {path} do not exist, e.g. {missing[0]}"
         )
     return pairs
+
+
+def split_source(root: Path, value: str | dict) -> Path | dict[str, str]:
+    """A config's data split (a folder, CSV or ``{images, masks}`` table) under ``root``."""
+    if isinstance(value, dict):
+        return {key: str(root / value[key]) for key in ("images", "masks")}
+    return root / value
+
+
+def split_label(value: str | dict) -> str:
+    """How a split is named in reports: its folder, or its images folder."""
+    return value if isinstance(value, str) else value["images"]
 
 
 def load_pairs(source: str | os.PathLike | dict[str, Any]) -> list[Pair]:

@@ -29,7 +29,7 @@ from tiledseg.tiling import downsampling_factor
 from training import _callbacks as callbacks
 from training.augment import build_augmenter
 from training.config import check_inference_config, load_config, write_config
-from training.data import SegmentationDataset, load_pairs
+from training.data import SegmentationDataset, load_pairs, split_label, split_source
 from training.evaluate import evaluate_pairs, select_inference_settings
 from training.losses import DiceScore, IoUScore, get_loss
 from training.models import build_model
@@ -60,16 +60,6 @@ _NORMALIZATION = {
     "mobilenet_v2": "rescale_-1_1 inside the model",
     "efficientnet_b0": "EfficientNet rescaling and normalization inside the model",
 }
-
-
-def _source(root: Path, value: str | dict) -> Path | dict[str, str]:
-    if isinstance(value, dict):
-        return {key: str(root / value[key]) for key in ("images", "masks")}
-    return root / value
-
-
-def _split_label(value: str | dict) -> str:
-    return value if isinstance(value, str) else value["images"]
 
 
 def _model_from_config(model_cfg: dict[str, Any]) -> keras.Model:
@@ -144,8 +134,8 @@ def _datasets(config: dict[str, Any], root: Path):
     for key in ("train", "valid"):
         if not data[key]:
             raise ValueError(f"`data.{key}` is empty: give a dataset folder, table or CSV.")
-    train_pairs = load_pairs(_source(root, data["train"]))
-    valid_pairs = load_pairs(_source(root, data["valid"]))
+    train_pairs = load_pairs(split_source(root, data["train"]))
+    valid_pairs = load_pairs(split_source(root, data["valid"]))
     augmenter = build_augmenter(config["augment"])
     train_data = SegmentationDataset(
         train_pairs,
@@ -235,20 +225,20 @@ def _finish(run_dir: Path, config: dict[str, Any], root: Path, valid_pairs) -> d
     # inference.json holds exactly the contract's keys (the zoo rejects others).
     write_json(run_dir / INFERENCE_FILE, inference)
     selection = {
-        "split": _split_label(config["data"]["valid"]),
+        "split": split_label(config["data"]["valid"]),
         "metric": inference_cfg["select_metric"],
         "candidates": table,
     }
     write_json(run_dir / SELECTION_FILE, selection)
 
     split = config["eval"]["split"] or config["data"]["valid"]
-    pairs = load_pairs(_source(root, split)) if config["eval"]["split"] else valid_pairs
-    print(f"Evaluating at full resolution on {len(pairs)} images ({_split_label(split)})...")
+    pairs = load_pairs(split_source(root, split)) if config["eval"]["split"] else valid_pairs
+    print(f"Evaluating at full resolution on {len(pairs)} images ({split_label(split)})...")
     report = evaluate_pairs(
         model,
         pairs,
         settings,
-        split=_split_label(split),
+        split=split_label(split),
         progress=lambda done, total, stem: print(f"  [{done}/{total}] {stem}", flush=True),
     )
     write_json(run_dir / EVAL_FILE, report)
@@ -289,7 +279,7 @@ def train(
     check_inference_config(config)
     train_data, valid_data, valid_pairs = _datasets(config, root)
     if config["eval"]["split"]:
-        load_pairs(_source(root, config["eval"]["split"]))  # fail now if it is missing
+        load_pairs(split_source(root, config["eval"]["split"]))  # fail now if it is missing
     steps = train_cfg["steps_per_epoch"] or len(train_data)
 
     run_dir = Path(resume) if resume else new_run_dir(runs_dir, config["name"])
@@ -300,8 +290,8 @@ def train(
     write_config(config, run_dir / CONFIG_FILE)
     dataset_info = {
         **config["dataset"],
-        "train_split": _split_label(config["data"]["train"]),
-        "valid_split": _split_label(config["data"]["valid"]),
+        "train_split": split_label(config["data"]["train"]),
+        "valid_split": split_label(config["data"]["valid"]),
     }
     write_json(run_dir / DATASET_FILE, dataset_info)
 
