@@ -273,35 +273,21 @@ def _accelerator() -> str:
     return "cpu"
 
 
-def _check_settings(run_dir: Path) -> dict[str, Any]:
-    inference = read_json(run_dir / INFERENCE_FILE)
-    return {key: inference[key] for key in ("scale", "tile", "overlap", "blend", "tta")}
+def _predict_crop(model, crop: np.ndarray, run_dir: Path) -> np.ndarray:
+    from training.evaluate import tiled_predictor
 
-
-def _predict_crop(model, crop: np.ndarray, settings: dict[str, Any]) -> np.ndarray:
-    from tiledseg import PixelScale, predict_tiled
-
-    return predict_tiled(
-        crop,
-        model,
-        tile=settings["tile"],
-        overlap=settings["overlap"],
-        blend=settings["blend"],
-        scale=PixelScale.from_value(settings["scale"]),
-        tta=settings["tta"],
-        precision="float32",
-    )
+    # float32 on both machines: "auto" would run bfloat16 on the GPU.
+    return tiled_predictor(model, read_json(run_dir / INFERENCE_FILE), precision="float32")(crop)
 
 
 def _write_backend_check(run_dir: Path, model, pairs) -> None:
     from tiledseg.io import read_image
 
-    settings = _check_settings(run_dir)
     arrays = {}
     for index, (image_path, _) in enumerate(pairs):
         crop = np.ascontiguousarray(read_image(image_path)[:_CHECK_CROP, :_CHECK_CROP])
         arrays[f"image_{index}"] = crop
-        arrays[f"probabilities_{index}"] = _predict_crop(model, crop, settings)
+        arrays[f"probabilities_{index}"] = _predict_crop(model, crop, run_dir)
     np.savez_compressed(run_dir / BACKEND_CHECK_FILE, **arrays)
 
 
@@ -334,11 +320,10 @@ def check(
     run_dir = _unpack(Path(archive), Path(runs_dir))
     device = read_json(run_dir / DEVICE_FILE)
     model = keras.saving.load_model(run_dir / MODEL_FILE, safe_mode=True)
-    settings = _check_settings(run_dir)
     worst = 0.0
     with np.load(run_dir / BACKEND_CHECK_FILE) as saved:
         for index in range(len(saved.files) // 2):
-            ours = _predict_crop(model, saved[f"image_{index}"], settings)
+            ours = _predict_crop(model, saved[f"image_{index}"], run_dir)
             theirs = saved[f"probabilities_{index}"]
             if ours.shape != theirs.shape:
                 raise ValueError(f"Crop {index}: shape {ours.shape} here, {theirs.shape} there.")

@@ -39,6 +39,7 @@ __all__ = [
     "load_for_evaluation",
     "main",
     "select_inference_settings",
+    "tiled_predictor",
 ]
 
 _SETTING_KEYS = ("scale", "tile", "overlap", "blend", "threshold", "tta", "postprocess")
@@ -57,7 +58,10 @@ def default_settings(scale: PixelScale | dict | float = 1.0) -> dict[str, Any]:
     }
 
 
-def _predictor(model: keras.Model, settings: dict[str, Any]) -> TiledPredictor:
+def tiled_predictor(
+    model: keras.Model, settings: dict[str, Any], *, precision: str | None = None
+) -> TiledPredictor:
+    """The engine with a run's inference settings (``inference.json`` keys; threshold unused)."""
     return TiledPredictor(
         model,
         tile=settings["tile"],
@@ -65,6 +69,7 @@ def _predictor(model: keras.Model, settings: dict[str, Any]) -> TiledPredictor:
         blend=settings["blend"],
         scale=PixelScale.from_value(settings["scale"]),
         tta=settings["tta"],
+        precision=precision,
     )
 
 
@@ -105,7 +110,7 @@ def evaluate_pairs(
     if not pairs:
         raise ValueError("`pairs` is empty: there is nothing to evaluate.")
     settings = {key: settings[key] for key in _SETTING_KEYS}
-    predictor = _predictor(model, settings)
+    predictor = tiled_predictor(model, settings)
     rows = []
     started = time.perf_counter()
     for done, (image_path, mask_path) in enumerate(pairs, start=1):
@@ -183,7 +188,7 @@ def select_inference_settings(
     for tile, overlap, tta in itertools.product(tiles, overlaps, ttas):
         settings = default_settings(scale)
         settings.update(tile=int(tile), overlap=float(overlap), blend=blend, tta=tta)
-        predictor = _predictor(model, settings)
+        predictor = tiled_predictor(model, settings)
         maps = [_foreground(predictor(image)) for image in images]
         for threshold, options in itertools.product(thresholds, postprocess_options):
             candidate = {**settings, "threshold": float(threshold), "postprocess": dict(options)}
