@@ -78,9 +78,10 @@ def device_archive(tiny_root, tmp_path_factory) -> Path:
         timeout=600,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    archives = sorted((work / "out").glob("*.tar"))
-    assert len(archives) == 1 and (work / "out" / "train.log").is_file()
-    return archives[0]
+    previews = list((work / "out").glob(f"*{device.PREVIEWS_SUFFIX}"))
+    runs = [path for path in (work / "out").glob("*.tar") if path not in previews]
+    assert len(runs) == 1 and len(previews) == 1 and (work / "out" / "train.log").is_file()
+    return runs[0]
 
 
 @pytest.mark.slow
@@ -88,8 +89,13 @@ def test_a_device_run_checks_under_tensorflow_and_evaluates(device_archive, tiny
     with tarfile.open(device_archive) as tar:
         names = tar.getnames()
     assert not any("/resume" in name for name in names)  # the optimizer state stays there
+    assert not any("/previews" in name for name in names)  # they come back in their own file
     result = device.check(device_archive, runs_dir=tmp_path)
     run_dir = result["run_dir"]
+    assert sorted(p.name for p in (run_dir / "previews").iterdir()) == [
+        "epoch_001.png",
+        "epoch_002.png",
+    ]
     assert result["max_difference"] < device.SAME_TO
     assert result["eval"]["split"] == "isic2017/valid" and result["eval"]["count"]
     # The run now reads as one trained here: this machine's data root and eval split.

@@ -46,6 +46,7 @@ from training.run_dir import (
     EVAL_FILE,
     INFERENCE_FILE,
     MODEL_FILE,
+    PREVIEWS_DIR,
     read_json,
     write_json,
 )
@@ -69,6 +70,7 @@ RETURN_LIMIT = 16 * 2**20
 # Tracked files the training call does not need, removed by `prepare --slim`, restored by `check`.
 SLIM_PATHS = ("model_zoo/bundled", "docs/screenshots")
 BACKEND_CHECK_FILE = "backend_check.npz"
+PREVIEWS_SUFFIX = "-previews.tar"
 DEVICE_FILE = "device.json"
 SAME_TO = 1e-4
 _CHECK_CROP = 512
@@ -207,8 +209,9 @@ def train_on_device(
 ) -> Path:
     """Train from ``data_dir`` within ``minutes``, record a backend check, pack the run.
 
-    The eval split is not carried, so the run evaluates on its valid split here and ``check``
-    evaluates on the eval split on the other machine. Returns the ``.tar`` written.
+    The eval split is not carried, so the run evaluates on its valid split on the device and
+    ``check`` evaluates on the eval split on the other machine. Returns the run's ``.tar``; the
+    newest previews that fit 16 MiB go beside it into ``<run>-previews.tar``.
     """
     import keras
 
@@ -247,20 +250,32 @@ def train_on_device(
         out.mkdir(parents=True, exist_ok=True)
         archive = out / f"{run_dir.name}.tar"
         with tarfile.open(archive, "w") as tar:
-            tar.add(run_dir, arcname=run_dir.name, filter=_without_resume)
-    if archive.stat().st_size > RETURN_LIMIT:
-        raise ValueError(
-            f"{archive} is {_mib(archive.stat().st_size)}; at most 16 MiB comes back from the "
-            "device. Set preview.count lower."
-        )
+            tar.add(run_dir, arcname=run_dir.name, filter=_run_files)
+        _pack_previews(run_dir, out / f"{run_dir.name}{PREVIEWS_SUFFIX}")
     print(f"Packed {archive} ({_mib(archive.stat().st_size)}).")
     return archive
 
 
-def _without_resume(member: tarfile.TarInfo) -> tarfile.TarInfo | None:
-    # The optimizer state for resuming is three times the checkpoint and cannot travel back.
+def _run_files(member: tarfile.TarInfo) -> tarfile.TarInfo | None:
+    # Left out: the optimizer state for resuming (three times the checkpoint, too big to come
+    # back) and the previews, which go into their own archive.
     parts = Path(member.name).parts
-    return None if len(parts) > 1 and parts[1] == "resume" else member
+    return None if len(parts) > 1 and parts[1] in ("resume", PREVIEWS_DIR) else member
+
+
+def _pack_previews(run_dir: Path, archive: Path) -> None:
+    """The newest epochs' preview panels that fit in one file that can come back."""
+    budget = RETURN_LIMIT - 2**20  # room for the tar headers
+    chosen = []
+    for path in sorted((run_dir / PREVIEWS_DIR).glob("*.png"), reverse=True):
+        if path.stat().st_size > budget:
+            break
+        budget -= path.stat().st_size
+        chosen.append(path)
+    if chosen:
+        with tarfile.open(archive, "w") as tar:
+            for path in sorted(chosen):
+                tar.add(path, arcname=f"{run_dir.name}/{PREVIEWS_DIR}/{path.name}")
 
 
 def _accelerator() -> str:
@@ -375,6 +390,15 @@ def _unpack(archive: Path, runs_dir: Path) -> Path:
     for required in (MODEL_FILE, INFERENCE_FILE, DEVICE_FILE, BACKEND_CHECK_FILE):
         if not (run_dir / required).is_file():
             raise ValueError(f"{archive} is not a device run: it lacks {required}.")
+    previews = archive.with_name(f"{run_dir.name}{PREVIEWS_SUFFIX}")
+    if previews.is_file():
+        with tarfile.open(previews) as tar:
+            members = [
+                m
+                for m in tar.getmembers()
+                if Path(m.name).parts[:2] == (run_dir.name, PREVIEWS_DIR)
+            ]
+            tar.extractall(runs_dir, members=members, filter="data")
     return run_dir
 
 
