@@ -33,13 +33,13 @@ def rows_per_band(grid: TileGrid, batch_size: int | None, tta: str | None) -> in
     """How many tile rows one band call runs: full batches with the fewest padded slots.
 
     A band's tiles go through the network in fixed-shape batches, the last one padded, so a
-    band whose tile count does not divide into batches computes tiles for nothing (one band of
-    6 rows of 11 tiles at batch 64 ran 128 slots for 66 tiles). Among 1 to the rows that fill a
-    batch (at least 4), this picks the band height with the fewest slots over the whole grid
-    (:func:`band_batch` evens out each band's batches), then the fewest network calls, then the
-    fewest rows, which keeps memory lowest. A 1600 px-wide slide's 4 tiles per row then still
-    fill a GPU batch of 64 (several rows per band), and a CPU runs one row where that wastes
-    nothing.
+    band whose tile count does not divide into batches computes tiles for nothing (a band of 6
+    rows of 11 tiles in batches of 64 would run 128 slots for 66 tiles). Among 1 to the rows
+    that fill a batch (at least 4), this picks the band height with the fewest slots over the
+    whole grid (:func:`band_batch` evens out each band's batches), then the fewest network
+    calls, then the fewest rows, which keeps memory lowest. A 1600 px-wide slide's 4 tiles per
+    row then still fill a GPU batch of 64 (several rows per band), and a CPU runs one row where
+    that wastes nothing.
     """
     per_row = grid.cols.count * (4 if tta == "flips" else 1)
     if batch_size is None:
