@@ -175,6 +175,24 @@ def test_resume_continues_from_the_saved_epoch(tiny_run, tmp_path):
     assert (copy / "previews" / f"epoch_{EPOCHS + 1:03d}.png").is_file()
 
 
+def test_resume_says_the_schedule_keeps_its_length(tiny_config, tmp_path, capsys):
+    # The cosine schedule is saved with the optimizer: resuming with more epochs keeps it.
+    config = copy.deepcopy(tiny_config)
+    config["train"].update(epochs=1, schedule="cosine")
+    config["preview"] = {"count": 0}
+    config["eval"] = {"split": ""}
+    run_dir = train.train(config, runs_dir=tmp_path)
+    capsys.readouterr()
+    resumed = load_config(run_dir / "config.toml", overrides=["train.epochs=2"])
+    train.train(resumed, resume=run_dir)
+    printed = capsys.readouterr().out
+    assert "CosineDecay schedule was built for 1 epochs" in printed
+    assert "train.epochs=2 only sets where training stops" in printed
+    rates = [float(row["lr"]) for row in _history(run_dir)]
+    # Epoch 2 ran past the schedule's end, at its floor (a 2-epoch schedule would be halfway).
+    assert rates[1] == pytest.approx(config["train"]["min_learning_rate"], rel=1e-3)
+
+
 def test_distributed_code_path_runs_on_one_device(tiny_config, tmp_path):
     config = copy.deepcopy(tiny_config)
     config["train"]["epochs"] = 1

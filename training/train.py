@@ -99,6 +99,24 @@ def _optimizer(train_cfg: dict[str, Any], steps_per_epoch: int) -> keras.optimiz
     return keras.optimizers.Adam(**options)
 
 
+def _note_fixed_schedule(model: keras.Model, epochs: int, steps_per_epoch: int) -> None:
+    """Say so when a resumed run's learning-rate schedule spans other epochs than asked.
+
+    The schedule is part of the optimizer saved in the checkpoint, so resuming keeps the one
+    built when the run started; ``train.epochs`` then only moves where training stops.
+    """
+    rate = model.optimizer.get_config().get("learning_rate")
+    if not isinstance(rate, dict) or "decay_steps" not in rate.get("config", {}):
+        return
+    planned = rate["config"]["decay_steps"] / max(1, steps_per_epoch)
+    if round(planned) != epochs:
+        print(
+            f"Note: this run's {rate.get('class_name', 'learning-rate')} schedule was built for "
+            f"{planned:g} epochs when it started and is kept on resume; train.epochs={epochs} "
+            "only sets where training stops."
+        )
+
+
 def _distribution(enabled: bool) -> tuple[contextlib.AbstractContextManager, int]:
     """A scope for data-parallel training on every local accelerator (or the CPU)."""
     if not enabled:
@@ -310,6 +328,7 @@ def train(
                 import training.losses  # noqa: F401  registers the loss and metrics
 
                 model = keras.saving.load_model(run_dir / RESUME_MODEL_FILE, safe_mode=True)
+                _note_fixed_schedule(model, train_cfg["epochs"], steps)
             else:
                 model = _model_from_config(config["model"])
                 _compile(model, config, steps)
