@@ -227,8 +227,8 @@ def test_bands_run_few_padded_tiles(monkeypatch, batch, on_gpu, rows, slots):
     monkeypatch.setattr(band, "on_gpu", lambda: on_gpu)
     grid = make_grid(2848, 4288, 512, 0.25, 16)
     assert (grid.rows.count, grid.cols.count) == (8, 11)
-    chosen = band.rows_per_band(grid, batch, None)
-    asked = batch or band._default_batch(grid)
+    asked = batch or band.default_batch(grid)
+    chosen = band.rows_per_band(grid, asked, None)
     run = 0
     for _, _, offsets in band.row_groups(grid, chosen):
         tiles = len(offsets) * grid.cols.count

@@ -7,16 +7,16 @@ How one image goes through:
 
 1. The image is brought to the model's pixel scale (area to shrink, cubic to enlarge) and padded
    at the bottom and right to a multiple of the model's downsampling factor.
-2. The grid (:mod:`tiledseg.tiling`) is processed in bands of tile rows: one row per band on a
-   CPU, as many rows as fill a batch on a GPU or when the batch asked for exceeds a row. For each
-   band, one compiled Keras function (:mod:`tiledseg.band`) cuts the tiles out (and their flips,
-   for test-time augmentation), runs the network in fixed-shape batches, weights the
-   probabilities with the blend window and overlap-adds them into the band, all with
-   ``keras.ops`` on the backend's device. The band is added into the probability map on the
-   host, so peak memory beyond the image and the map does not grow with the number of tiles. A
-   model that runs elsewhere (a tile backend such as :class:`tiledseg.serving.ServingModel`)
-   gets the same grid and blend weights on the host instead, batches of tiles sent several at a
-   time (:mod:`tiledseg.tile_backend`).
+2. The grid (:mod:`tiledseg.tiling`) is processed in bands of tile rows, as many as fill a batch
+   with the fewest padded batch slots (:func:`tiledseg.band.rows_per_band`). For each band, one
+   compiled Keras function (:mod:`tiledseg.band`) cuts the tiles out (and their flips, for
+   test-time augmentation), runs the network in fixed-shape batches, weights the probabilities
+   with the blend window and overlap-adds them into the band, all with ``keras.ops`` on the
+   backend's device. The band is added into the probability map on the host, so peak memory
+   beyond the image and the map does not grow with the number of tiles. A model that runs
+   elsewhere (a tile backend such as :class:`tiledseg.serving.ServingModel`) gets the same grid
+   and blend weights on the host instead, batches of tiles sent several at a time
+   (:mod:`tiledseg.tile_backend`).
 3. The map is cropped and resized back to the input's full size (linear), before any threshold.
 """
 
@@ -31,7 +31,7 @@ import numpy as np
 
 from tiledseg._device import on_gpu
 from tiledseg._validation import validate_choice, validate_range
-from tiledseg.band import band_function, row_groups, rows_per_band
+from tiledseg.band import band_function, default_batch, row_groups, rows_per_band
 from tiledseg.precision import PRECISIONS, resolve_precision, with_precision
 from tiledseg.scale import PixelScale, resize_image, resize_probabilities, scaled_shape
 from tiledseg.tile_backend import backend_bands, is_tile_backend
@@ -135,11 +135,12 @@ def predict_tiled(
         )
         band_rows = [(start, 1) for start in grid.rows.starts]
     else:
-        groups = row_groups(grid, rows_per_band(grid, batch_size, settings["tta"]))
+        batch = default_batch(grid) if batch_size is None else batch_size
+        groups = row_groups(grid, rows_per_band(grid, batch, settings["tta"]))
         bands = (
             _to_numpy(
                 band_function(
-                    network, grid, offsets, settings["blend"], batch_size, settings["tta"], _cache
+                    network, grid, offsets, settings["blend"], batch, settings["tta"], _cache
                 ).predict_on_batch(
                     [
                         padded[None, top : top + offsets[-1] + grid.rows.tile],
