@@ -13,11 +13,12 @@ lacks into ``.whl/`` (both git-ignored; the ``run`` call carries them), and chec
 travel against 64 MiB. ``--slim`` removes the bundled model weights and screenshots from the
 working tree for the call (the ISIC images alone are 41 MiB); ``check`` puts them back from git.
 ``device_train.sh`` installs the wheels and runs ``train`` below with ``KERAS_BACKEND=jax``:
-training within a time limit, with data-loading workers on all cores; it then predicts two
+training within a time limit, with data-loading workers on all cores but two; it then predicts two
 validation crops (kept in the run as ``backend_check.npz``) and packs the run directory without
-its resume state into ``$OUT/<run>.tar``. ``check`` unpacks it into ``runs/``, loads the
-checkpoint under TensorFlow with ``safe_mode=True``, predicts the same crops and fails unless
-they agree to 1e-4, then evaluates at full size on the config's eval split and writes
+its resume state into ``$OUT/<run>.tar``, the newest previews that fit into
+``<run>-previews.tar``. ``check`` unpacks it into ``runs/``, loads the checkpoint under
+TensorFlow with ``safe_mode=True``, predicts the same crops and fails unless they agree to
+1e-4, then evaluates at full size on the config's eval split and writes
 ``eval.json``, so that ``python -m model_zoo bundle`` can take the run.
 """
 
@@ -288,21 +289,23 @@ def _accelerator() -> str:
     return "cpu"
 
 
-def _predict_crop(model, crop: np.ndarray, run_dir: Path) -> np.ndarray:
+def _check_predictor(model, inference: dict[str, Any]):
+    """The engine as the backend check runs it on both machines: the run's settings, float32
+    ("auto" would be bfloat16 on the GPU)."""
     from training.evaluate import tiled_predictor
 
-    # float32 on both machines: "auto" would run bfloat16 on the GPU.
-    return tiled_predictor(model, read_json(run_dir / INFERENCE_FILE), precision="float32")(crop)
+    return tiled_predictor(model, inference, precision="float32")
 
 
 def _write_backend_check(run_dir: Path, model, pairs) -> None:
     from tiledseg.io import read_image
 
+    predictor = _check_predictor(model, read_json(run_dir / INFERENCE_FILE))
     arrays = {}
     for index, (image_path, _) in enumerate(pairs):
         crop = np.ascontiguousarray(read_image(image_path)[:_CHECK_CROP, :_CHECK_CROP])
         arrays[f"image_{index}"] = crop
-        arrays[f"probabilities_{index}"] = _predict_crop(model, crop, run_dir)
+        arrays[f"probabilities_{index}"] = predictor(crop)
     np.savez_compressed(run_dir / BACKEND_CHECK_FILE, **arrays)
 
 
@@ -335,10 +338,12 @@ def check(
     run_dir = _unpack(Path(archive), Path(runs_dir))
     device = read_json(run_dir / DEVICE_FILE)
     model = keras.saving.load_model(run_dir / MODEL_FILE, safe_mode=True)
+    inference = read_json(run_dir / INFERENCE_FILE)
+    predictor = _check_predictor(model, inference)
     worst = 0.0
     with np.load(run_dir / BACKEND_CHECK_FILE) as saved:
         for index in range(len(saved.files) // 2):
-            ours = _predict_crop(model, saved[f"image_{index}"], run_dir)
+            ours = predictor(saved[f"image_{index}"])
             theirs = saved[f"probabilities_{index}"]
             if ours.shape != theirs.shape:
                 raise ValueError(f"Crop {index}: shape {ours.shape} here, {theirs.shape} there.")
@@ -359,7 +364,6 @@ def check(
     write_config(config, run_dir / CONFIG_FILE)
     report = None
     if device["eval_split"]:
-        inference = read_json(run_dir / INFERENCE_FILE)
         pairs = load_pairs(split_source(root.resolve(), device["eval_split"]))
         report = evaluate_pairs(
             model,
