@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from model_zoo.errors import StagingError
-from model_zoo.metadata import ModelMeta
+from tiledseg.contract import ModelMeta
 
 __all__ = ["check_card", "render_card"]
 

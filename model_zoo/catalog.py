@@ -7,8 +7,8 @@ from pathlib import Path
 
 from model_zoo import hub
 from model_zoo.errors import ModelLoadError
-from model_zoo.metadata import load_meta
 from model_zoo.registry import bundled_dir, bundled_ids, load_registry
+from tiledseg.contract import load_meta
 
 __all__ = ["CatalogEntry", "list_models"]
 

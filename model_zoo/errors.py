@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-from tiledseg.errors import ModelLoadError, TiledsegError
+# The contract's errors live in the core (tiledseg.errors) and are re-exported here.
+from tiledseg.errors import (
+    MetadataError,
+    MetadataVersionError,
+    ModelLoadError,
+    ModelNotFoundError,
+    TiledsegError,
+    UnsafeModelError,
+)
 
 __all__ = [
     "HubUnreachableError",
@@ -16,28 +24,12 @@ __all__ = [
 ]
 
 
-class ModelNotFoundError(ModelLoadError, FileNotFoundError):
-    """A reference names no local path, bundled id, registry id or Hub repository/revision."""
-
-
 class NotCachedError(ModelLoadError, FileNotFoundError):
     """Offline (``HF_HUB_OFFLINE=1``) and the requested Hub revision is not in the local cache."""
 
 
 class HubUnreachableError(ModelLoadError, ConnectionError):
     """The Hub endpoint could not be reached and the model is not in the local cache."""
-
-
-class MetadataError(ModelLoadError):
-    """``tiledseg.json`` is missing a field, has a wrong type, or an invalid value."""
-
-
-class MetadataVersionError(MetadataError):
-    """``tiledseg.json`` has a ``format_version`` this tiledseg cannot read (too new or too old)."""
-
-
-class UnsafeModelError(ModelLoadError):
-    """Keras ``safe_mode`` refused the checkpoint (it contains code, e.g. a Lambda layer)."""
 
 
 class StagingError(TiledsegError, ValueError):

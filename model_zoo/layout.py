@@ -7,7 +7,7 @@ tiledseg installed::
     config.json         Keras model config            (written by keras.saving.save_model)
     metadata.json       Keras version and save date   (written by keras.saving.save_model)
     model.weights.h5    weights                       (written by keras.saving.save_model)
-    tiledseg.json       inference metadata, versioned (model_zoo.metadata.ModelMeta)
+    tiledseg.json       inference metadata, versioned (tiledseg.contract.ModelMeta)
     README.md           model card with the Hub's YAML front matter
     history.csv         training curves
     golden/input.npy    a small input and the model's output on it, to detect numeric drift
@@ -18,6 +18,9 @@ tiledseg installed::
 from __future__ import annotations
 
 from pathlib import Path
+
+# The contract's file names are the core's (tiledseg.contract); the zoo's own are defined here.
+from tiledseg.contract import CONFIG_FILE, META_FILE, SAVEDMODEL_META_FILE
 
 __all__ = [
     "CARD_FILE",
@@ -47,10 +50,8 @@ __all__ = [
 ]
 
 # --- A zoo repository -------------------------------------------------------------------------
-CONFIG_FILE = "config.json"
 KERAS_METADATA_FILE = "metadata.json"
 WEIGHTS_FILE = "model.weights.h5"
-META_FILE = "tiledseg.json"
 CARD_FILE = "README.md"
 HISTORY_FILE = "history.csv"
 GOLDEN_INPUT_FILE = "golden/input.npy"
@@ -89,8 +90,6 @@ RUN_REQUIRED_FILES = (
 SERVING_SIGNATURE = "serving_default"
 SERVING_INPUT_NAME = "images"
 SERVING_OUTPUT_NAME = "probabilities"
-# TF Serving ignores assets.extra/ when loading, and it travels with the version directory.
-SAVEDMODEL_META_FILE = f"assets.extra/{META_FILE}"
 
 # --- This package ----------------------------------------------------------------------------
 PACKAGE_DIR = Path(__file__).resolve().parent

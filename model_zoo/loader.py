@@ -1,7 +1,10 @@
 """Load a zoo model: resolve the reference, load the Keras model under safe_mode, read its metadata.
 
-Models are cached per process, keyed on the resolved path and revision, so the CLI, the app
-and the engine share one instance (Keras models are safe to call from several threads).
+A model folder or ``.keras`` file is loaded by the core (:func:`tiledseg.loading.load_model_path`);
+the zoo adds the reference forms (bundled and registry ids, Hub repositories, training run
+directories), the card and a per-process cache keyed on the resolved path and revision, so the
+CLI, the app and the engine share one instance (Keras models are safe to call from several
+threads).
 """
 
 from __future__ import annotations
@@ -13,16 +16,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from model_zoo.errors import MetadataError, ModelLoadError, ModelNotFoundError, UnsafeModelError
-from model_zoo.layout import (
-    CARD_FILE,
-    CONFIG_FILE,
-    META_FILE,
-    RUN_CHECKPOINT_FILE,
-    RUN_INFERENCE_FILE,
-)
-from model_zoo.metadata import ModelMeta, load_meta
+from model_zoo.errors import ModelNotFoundError
+from model_zoo.layout import CARD_FILE, CONFIG_FILE, RUN_CHECKPOINT_FILE, RUN_INFERENCE_FILE
 from model_zoo.resolve import ResolvedRef, resolve
+from model_zoo.run_meta import meta_from_run
+from tiledseg import loading
+from tiledseg.contract import ModelMeta
 
 __all__ = ["ZooModel", "clear_cache", "load", "load_folder", "load_keras_model"]
 
@@ -108,7 +107,8 @@ def clear_cache() -> None:
 def load_keras_model(path: str | Path) -> Any:
     """Load a ``.keras`` file or a Keras Hub-layout folder with ``safe_mode=True``, uncompiled.
 
-    Custom layers are registered first by importing ``training.models`` when it exists.
+    Custom layers are registered first by importing ``training.models`` when it exists; the
+    loading itself is the core's (:func:`tiledseg.loading.load_keras_model`).
 
     Args:
         path: str or Path.
@@ -120,30 +120,8 @@ def load_keras_model(path: str | Path) -> Any:
         UnsafeModelError: safe_mode refused it (e.g. a Lambda layer).
         ModelLoadError: the file is not a Keras model or a layer class is unknown.
     """
-    import keras
-
     _register_custom_objects()
-    path = Path(path)
-    try:
-        return keras.saving.load_model(path, compile=False, safe_mode=True)
-    except Exception as error:
-        text = str(error)
-        if "safe_mode" in text or "Lambda" in text:
-            raise UnsafeModelError(
-                f"Keras safe_mode refused {path}: it contains code that would run on loading "
-                "(e.g. a Lambda layer). Rebuild the model from built-in or registered layers "
-                "and save it again; do not load checkpoints you do not trust with "
-                "safe_mode=False."
-            ) from None
-        if "Could not locate" in text or "Unknown layer" in text:
-            raise ModelLoadError(
-                f"{path} uses a layer class Keras does not know ({_first_line(text)}). Import the "
-                "module that registers it (tiledseg imports `training.models` automatically) or "
-                "re-save the model with built-in layers."
-            ) from None
-        raise ModelLoadError(
-            f"Cannot load the Keras model in {path}: {_first_line(text)}"
-        ) from None
+    return loading.load_keras_model(path)
 
 
 def load_folder(path: str | Path, *, model_id: str | None = None) -> ZooModel:
@@ -168,34 +146,25 @@ def load_folder(path: str | Path, *, model_id: str | None = None) -> ZooModel:
 
 def _load_resolved(resolved: ResolvedRef) -> ZooModel:
     path = resolved.path
-    if path.is_dir():
-        if (path / CONFIG_FILE).is_file():
-            model_path, folder = path, path
-        elif (path / RUN_CHECKPOINT_FILE).is_file():
-            model_path, folder = path / RUN_CHECKPOINT_FILE, path
-        else:
+    model_path = path
+    if path.is_dir() and not (path / CONFIG_FILE).is_file():
+        if not (path / RUN_CHECKPOINT_FILE).is_file():
             raise ModelNotFoundError(
                 f"{path} holds neither {CONFIG_FILE} (a zoo model folder) nor "
                 f"{RUN_CHECKPOINT_FILE} (a training run directory)."
             )
-    elif path.suffix == ".keras":
-        model_path, folder = path, path.parent
-    else:
-        raise ModelLoadError(
-            f"Unsupported model file {path}: give a .keras file or a zoo model folder."
-        )
-    # Read the metadata first: a too-new schema is reported before a slow model load.
-    meta_file = folder / META_FILE
-    meta = load_meta(meta_file) if meta_file.is_file() else None
-    model = load_keras_model(model_path)
-    if meta is None:
-        meta = _meta_without_file(folder, model, resolved.id)
-    _check_channels(meta, model, folder)
+        model_path = path / RUN_CHECKPOINT_FILE  # a training run directory
+    _register_custom_objects()
+    loaded = loading.load_model_path(
+        model_path,
+        default_meta=lambda folder, model: _meta_without_file(folder, model, resolved.id),
+    )
+    folder = model_path if model_path.is_dir() else model_path.parent
     card_file = folder / CARD_FILE
     card = card_file.read_text(encoding="utf-8") if card_file.is_file() else ""
     return ZooModel(
-        model=model,
-        meta=meta,
+        model=loaded.model,
+        meta=loaded.meta,
         card=card,
         path=path,
         id=resolved.id,
@@ -208,20 +177,8 @@ def _load_resolved(resolved: ResolvedRef) -> ZooModel:
 def _meta_without_file(folder: Path, model: Any, name: str) -> ModelMeta:
     # A training run directory carries its inference defaults in inference.json.
     if (folder / RUN_INFERENCE_FILE).is_file():
-        from model_zoo.staging import meta_from_run
-
         return meta_from_run(folder, model, name=name, require_eval=False)
     return ModelMeta.default_for(model, name=name)
-
-
-def _check_channels(meta: ModelMeta, model: Any, folder: Path) -> None:
-    shape = model.input_shape[0] if isinstance(model.input_shape, list) else model.input_shape
-    channels = shape[-1]
-    if channels is not None and int(channels) != meta.input_channels:
-        raise MetadataError(
-            f"{folder / META_FILE} says input_channels={meta.input_channels} but the model "
-            f"takes {channels} channels. Re-stage the model from its training run."
-        )
 
 
 def _register_custom_objects() -> None:
@@ -232,8 +189,3 @@ def _register_custom_objects() -> None:
             # Absent (e.g. on a Space that ships no training code): built-in layers only.
             if error.name is None or not module.startswith(error.name):
                 raise
-
-
-def _first_line(text: str) -> str:
-    lines = text.strip().splitlines()
-    return lines[0] if lines else text

@@ -7,10 +7,8 @@ exactly as a user would before anything is uploaded or bundled.
 
 from __future__ import annotations
 
-import json
 import shutil
 import tempfile
-import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -28,107 +26,19 @@ from model_zoo.layout import (
     REPO_REQUIRED_FILES,
     RUN_CHECKPOINT_FILE,
     RUN_CONFIG_FILE,
-    RUN_DATASET_FILE,
-    RUN_EVAL_FILE,
     RUN_EXAMPLES_DIR,
     RUN_HISTORY_FILE,
-    RUN_INFERENCE_FILE,
     RUN_REQUIRED_FILES,
 )
-from model_zoo.metadata import ModelMeta, utc_timestamp
+from model_zoo.loader import load_folder, load_keras_model
+from model_zoo.run_meta import meta_from_run
+from tiledseg.contract import ModelMeta
 
 __all__ = ["GOLDEN_TOLERANCE", "meta_from_run", "stage_run", "validate_staged"]
 
 GOLDEN_TOLERANCE = 1e-4
 _GOLDEN_SIDE = 64
 _GOLDEN_SEED = 20170
-_INFERENCE_KEYS = (
-    "scale",
-    "tile",
-    "overlap",
-    "blend",
-    "threshold",
-    "tta",
-    "postprocess",
-    "downsampling",
-    "input_channels",
-    "normalization",
-    "classes",
-)
-
-
-def meta_from_run(
-    run_dir: str | Path,
-    model: Any,
-    *,
-    name: str = "",
-    description: str = "",
-    require_eval: bool = True,
-) -> ModelMeta:
-    """Build the metadata of a training run from its inference, dataset and eval files.
-
-    Args:
-        run_dir: str or Path, the training run directory.
-        model: keras.Model, the run's checkpoint (for parameter count and fallbacks).
-        name: str, the model's id.
-        description: str, one sentence; a default is made from the dataset name.
-        require_eval: bool, default True: ``eval.json`` and ``dataset.json`` must exist.
-
-    Returns:
-        ModelMeta.
-
-    Raises:
-        StagingError: a file is missing, not JSON, or has fields the schema rejects.
-    """
-    import keras
-
-    import tiledseg
-    from tiledseg.tiling import downsampling_factor
-
-    run_dir = Path(run_dir)
-    inference = _read_json(run_dir / RUN_INFERENCE_FILE)
-    unknown = sorted(set(inference) - set(_INFERENCE_KEYS))
-    if unknown:
-        raise StagingError(
-            f"{run_dir / RUN_INFERENCE_FILE} has unknown keys {unknown}; "
-            f"expected keys among {list(_INFERENCE_KEYS)}."
-        )
-    optional = not require_eval
-    dataset = _read_json(run_dir / RUN_DATASET_FILE, optional=optional) or {}
-    evaluation = _read_json(run_dir / RUN_EVAL_FILE, optional=optional)
-    metrics = []
-    if evaluation is not None:
-        missing = [key for key in ("split", "settings", "mean") if key not in evaluation]
-        if missing:
-            raise StagingError(f"{run_dir / RUN_EVAL_FILE} lacks {missing}.")
-        metrics.append(
-            {
-                "split": evaluation["split"],
-                "settings": evaluation["settings"],
-                "values": evaluation["mean"],
-                "num_images": len(evaluation.get("images", [])),
-            }
-        )
-    classes = inference.get("classes") or ModelMeta().classes
-    fields = {key: inference[key] for key in _INFERENCE_KEYS if key in inference}
-    # The run's value wins: a walk over layers can over-count parallel strided paths.
-    fields.setdefault("downsampling", int(downsampling_factor(model)))
-    try:
-        return ModelMeta(
-            **fields,
-            name=name,
-            description=description or _default_description(dataset),
-            task="binary-segmentation" if len(classes) == 1 else "multiclass-segmentation",
-            architecture=_architecture(run_dir, model),
-            dataset=dataset,
-            metrics=metrics,
-            tiledseg_version=getattr(tiledseg, "__version__", ""),
-            keras_version=keras.__version__,
-            date=utc_timestamp(),
-            parameter_count=int(model.count_params()),
-        )
-    except (TypeError, ValueError) as error:
-        raise StagingError(f"The run directory {run_dir} gives invalid metadata: {error}") from None
 
 
 def stage_run(
@@ -163,8 +73,6 @@ def stage_run(
         ...                    repo_id="tiledseg/unet-isic2017")  # doctest: +SKIP
     """
     import keras
-
-    from model_zoo.loader import load_keras_model
 
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
@@ -212,8 +120,6 @@ def validate_staged(folder: str | Path) -> Any:
     Raises:
         StagingError: with every problem found, and what to fix.
     """
-    from model_zoo.loader import load_folder
-
     folder = Path(folder)
     missing = [name for name in REPO_REQUIRED_FILES if not (folder / name).is_file()]
     if missing:
@@ -240,35 +146,6 @@ def _prepare_out_dir(out_dir: str | Path | None, model_id: str) -> Path:
         raise StagingError(f"The stage folder {out} must be absent or empty.")
     out.mkdir(parents=True, exist_ok=True)
     return out
-
-
-def _read_json(path: Path, *, optional: bool = False) -> Any:
-    if optional and not path.is_file():
-        return None
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise StagingError(f"Missing {path} (written by training).") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise StagingError(f"Cannot read {path} as JSON: {error}") from None
-
-
-def _architecture(run_dir: Path, model: Any) -> str:
-    try:
-        config = tomllib.loads((run_dir / RUN_CONFIG_FILE).read_text(encoding="utf-8"))
-    except (OSError, tomllib.TOMLDecodeError) as error:
-        raise StagingError(f"Cannot read {run_dir / RUN_CONFIG_FILE}: {error}") from None
-    section = config.get("model", {})
-    if isinstance(section, dict):
-        for key in ("architecture", "arch", "name"):
-            if isinstance(section.get(key), str):
-                return section[key]
-    return str(model.name)
-
-
-def _default_description(dataset: dict[str, Any]) -> str:
-    name = dataset.get("name")
-    return f"Segmentation model trained on {name}." if name else "Segmentation model."
 
 
 def _golden_input(meta: ModelMeta) -> np.ndarray:

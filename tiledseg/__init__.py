@@ -17,6 +17,9 @@ from typing import Any
 __version__ = "0.1.0"
 
 _EXPORTS = {
+    "ModelMeta": "tiledseg.contract",
+    "load_meta": "tiledseg.contract",
+    "load_model": "tiledseg.loading",
     "PixelScale": "tiledseg.scale",
     "TiledPredictor": "tiledseg.engine",
     "predict_tiled": "tiledseg.engine",

@@ -29,3 +29,19 @@ class MaskSizeError(TiledsegError, ValueError):
 
 class ModelLoadError(TiledsegError, ValueError):
     """A model reference could not be resolved or loaded."""
+
+
+class ModelNotFoundError(ModelLoadError, FileNotFoundError):
+    """A reference names no local path, bundled id, registry id or Hub repository/revision."""
+
+
+class MetadataError(ModelLoadError):
+    """``tiledseg.json`` is missing a field, has a wrong type, or an invalid value."""
+
+
+class MetadataVersionError(MetadataError):
+    """``tiledseg.json`` has a ``format_version`` this tiledseg cannot read (too new or too old)."""
+
+
+class UnsafeModelError(ModelLoadError):
+    """Keras ``safe_mode`` refused the checkpoint (it contains code, e.g. a Lambda layer)."""

@@ -1,54 +1,301 @@
 """Turn a model reference into something :func:`tiledseg.predict_tiled` accepts.
 
-Every reference form (local ``.keras`` file or directory, bundled id, registry id, ``org/name``,
-``hf://org/name[@revision]``) is resolved by :func:`model_zoo.load`; this module only keeps the
-CLI independent of how that is done, and gives a local-only fallback where the zoo is absent.
+The core loads a model by path: a folder in Keras' own layout (``config.json``,
+``model.weights.h5``) with its ``tiledseg.json``, or a ``.keras`` file (with a ``tiledseg.json``
+beside it, else defaults read from the network), always under Keras ``safe_mode=True``.
+
+Every other reference form (a bundled or registry id, ``ORG/NAME``, ``hf://ORG/NAME@REV``, a
+training run directory) is the job of a *model resolver*, which a package registers with the
+core through the entry point group :data:`RESOLVER_GROUP`, so the core imports nothing from
+the packages built on it. The model zoo registers one in tiledseg's ``pyproject.toml``::
+
+    [project.entry-points."tiledseg.model_resolvers"]
+    zoo = "model_zoo.plugin:RESOLVER"
+
+A resolver is an object with two methods (see :class:`ModelResolver`):
+
+- ``load(ref, revision)`` returns a loaded model: an object with ``.model`` (a ``keras.Model``)
+  and ``.meta`` (a :class:`~tiledseg.contract.ModelMeta`);
+- ``read_meta(ref, revision)`` returns the ``ModelMeta`` alone, without loading the network
+  where it can (a served model's client needs only the metadata).
+
+Either raises :class:`~tiledseg.errors.ModelNotFoundError` for a reference it does not know;
+resolvers are asked in the order of their entry point names and the next one is tried, and the
+first resolver's message (which lists the forms it accepts) is raised when none knows it. With
+no resolver installed, only paths load.
 """
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
-from tiledseg.errors import ModelLoadError
+from tiledseg.contract import CONFIG_FILE, META_FILE, ModelMeta, load_meta
+from tiledseg.errors import MetadataError, ModelLoadError, ModelNotFoundError, UnsafeModelError
 
-__all__ = ["load_model"]
+__all__ = [
+    "RESOLVER_GROUP",
+    "LoadedModel",
+    "ModelResolver",
+    "installed_resolvers",
+    "load_keras_model",
+    "load_model",
+    "load_model_path",
+    "read_model_meta",
+]
+
+RESOLVER_GROUP = "tiledseg.model_resolvers"
+_NO_RESOLVER = (
+    "{ref!r} is not a local model folder or .keras file. Zoo ids (e.g. unet-isic2017), "
+    "ORG/NAME and hf://ORG/NAME[@REV] references are resolved by a model resolver registered "
+    f"under the entry point group {RESOLVER_GROUP!r}, and none is installed. Install tiledseg "
+    "with its model zoo, which registers one (`pip install -e .` in the tiledseg checkout; "
+    "running from a checkout on PYTHONPATH alone registers nothing), or pass the path of a "
+    "model folder (config.json + tiledseg.json) or of a .keras file."
+)
 
 
-def load_model(ref: str, revision: str | None = None) -> Any:
+class ModelResolver(Protocol):
+    """What a package registers under :data:`RESOLVER_GROUP` (see the module docstring)."""
+
+    def load(self, ref: str, revision: str | None) -> Any:
+        """The loaded model (``.model`` and ``.meta``); ModelNotFoundError if ``ref`` is unknown."""
+
+    def read_meta(self, ref: str, revision: str | None) -> ModelMeta:
+        """The model's ``ModelMeta``; ModelNotFoundError if ``ref`` is unknown."""
+
+
+@dataclass(frozen=True, eq=False)
+class LoadedModel:
+    """A network with its inference contract, as the core loads it from a path.
+
+    Attributes:
+        model: keras.Model, taking float32 NHWC pixel values 0..255.
+        meta: ModelMeta, from ``tiledseg.json`` or defaults read from the network.
+        path: Path, the folder or ``.keras`` file it was loaded from.
+    """
+
+    model: Any
+    meta: ModelMeta
+    path: Path
+
+
+def installed_resolvers() -> list[ModelResolver]:
+    """The resolvers registered under :data:`RESOLVER_GROUP`, in the order of their names.
+
+    Returns:
+        A list of resolver objects (each entry point loaded); duplicates (the same object
+        registered twice) appear once.
+
+    Raises:
+        ModelLoadError: an entry point cannot be imported; the message names it.
+    """
+    resolvers: list[Any] = []
+    seen: set[str] = set()
+    for point in sorted(metadata.entry_points(group=RESOLVER_GROUP), key=lambda p: p.name):
+        if point.value in seen:
+            continue
+        seen.add(point.value)
+        try:
+            resolvers.append(point.load())
+        except Exception as error:  # an entry point may fail with any import-time error
+            raise ModelLoadError(
+                f"The model resolver {point.name!r} ({point.value}, entry point group "
+                f"{RESOLVER_GROUP!r}) cannot be imported: {error}. Reinstall the package that "
+                "registers it."
+            ) from error
+    return resolvers
+
+
+def load_model(
+    ref: str | os.PathLike,
+    revision: str | None = None,
+    *,
+    resolvers: Sequence[ModelResolver] | None = None,
+) -> Any:
     """Load a model by reference, under Keras ``safe_mode=True``.
 
     Args:
-        ref: str, a local ``.keras`` file or model directory, a bundled or registry id,
-            ``org/name`` or ``hf://org/name[@revision]``.
+        ref: str or PathLike: a model folder or ``.keras`` file, or any form an installed
+            resolver knows (the zoo: a bundled or registry id, ``ORG/NAME``,
+            ``hf://ORG/NAME[@REVISION]``, a training run directory).
         revision: str or None, a Hub revision (branch, tag or commit) to pin.
+        resolvers: the resolvers to ask, or None (default) for :func:`installed_resolvers`.
 
     Returns:
-        A zoo model (``.model`` and ``.meta``), or a bare ``keras.Model`` where the zoo is not
-        installed.
+        An object with ``.model`` and ``.meta``: the resolver's (a ``model_zoo.ZooModel``) or,
+        for a path with no resolver, a :class:`LoadedModel`.
 
     Raises:
-        ModelLoadError: the reference cannot be resolved or the checkpoint cannot be loaded;
-            the message says what to do.
+        ModelNotFoundError: ``ref`` is not a path and no resolver knows it; with no resolver
+            installed, the message says what to install.
+        ModelLoadError: the checkpoint or its metadata cannot be loaded.
+
+    Example:
+        >>> loaded = load_model("model_zoo/bundled/unet-bloodcell")  # doctest: +SKIP
+        >>> loaded.meta.tile  # doctest: +SKIP
+        512
     """
-    try:
-        from model_zoo import load as zoo_load
-    except ImportError:
-        return _load_local(ref)
-    return zoo_load(ref, revision=revision)
+    return _ask(resolvers, ref, revision, "load", lambda path: load_model_path(path))
 
 
-def _load_local(ref: str) -> Any:
+def read_model_meta(
+    ref: str | os.PathLike,
+    revision: str | None = None,
+    *,
+    resolvers: Sequence[ModelResolver] | None = None,
+) -> ModelMeta:
+    """The ``ModelMeta`` of a model reference, read without loading the network where possible.
+
+    Args:
+        ref, revision, resolvers: as in :func:`load_model`.
+
+    Returns:
+        ModelMeta.
+
+    Raises:
+        ModelNotFoundError, ModelLoadError: as in :func:`load_model`.
+    """
+
+    def from_path(path: Path) -> ModelMeta:
+        folder = path if path.is_dir() else path.parent
+        if (folder / META_FILE).is_file():
+            return load_meta(folder / META_FILE)
+        return load_model_path(path).meta  # defaults come from the network
+
+    return _ask(resolvers, ref, revision, "read_meta", from_path)
+
+
+def load_model_path(
+    path: str | os.PathLike,
+    *,
+    default_meta: Callable[[Path, Any], ModelMeta] | None = None,
+) -> LoadedModel:
+    """Load a model folder (Keras layout plus ``tiledseg.json``) or a ``.keras`` file.
+
+    Args:
+        path: str or PathLike, a folder holding ``config.json`` (Keras' own layout) or a
+            ``.keras`` file; ``tiledseg.json`` is read from the folder (beside the file).
+        default_meta: called as ``default_meta(folder, network)`` where there is no
+            ``tiledseg.json``; default :meth:`ModelMeta.default_for` (downsampling, channels
+            and classes read from the network).
+
+    Returns:
+        LoadedModel.
+
+    Raises:
+        ModelNotFoundError: nothing at ``path``, or a folder without ``config.json``.
+        MetadataError: ``tiledseg.json`` is invalid or disagrees with the network.
+        UnsafeModelError, ModelLoadError: as :func:`load_keras_model`.
+    """
+    path = Path(path).expanduser()
+    if path.is_dir():
+        if not (path / CONFIG_FILE).is_file():
+            raise ModelNotFoundError(
+                f"{path} is not a model folder: it holds no {CONFIG_FILE} (Keras' layout, "
+                "written by keras.saving.save_model(model, folder, zipped=False))."
+            )
+        folder = path
+    elif path.is_file():
+        if path.suffix != ".keras":
+            raise ModelLoadError(
+                f"Unsupported model file {path}: give a .keras file or a model folder "
+                f"({CONFIG_FILE} + {META_FILE})."
+            )
+        folder = path.parent
+    else:
+        raise ModelNotFoundError(f"No such file or directory: {path}")
+    # Read the metadata first: a too-new schema is reported before a slow model load.
+    meta_file = folder / META_FILE
+    meta = load_meta(meta_file) if meta_file.is_file() else None
+    network = load_keras_model(path)
+    if meta is None:
+        meta = (default_meta or _default_meta)(folder, network)
+    check_channels(meta, network, folder)
+    return LoadedModel(model=network, meta=meta, path=path)
+
+
+def load_keras_model(path: str | os.PathLike) -> Any:
+    """Load a ``.keras`` file or a Keras-layout folder with ``safe_mode=True``, uncompiled.
+
+    Custom layers must be registered (``keras.saving.register_keras_serializable``) before;
+    the zoo's resolver imports the modules that register them.
+
+    Args:
+        path: str or PathLike.
+
+    Returns:
+        keras.Model.
+
+    Raises:
+        UnsafeModelError: safe_mode refused it (e.g. a Lambda layer).
+        ModelLoadError: the file is not a Keras model or a layer class is unknown.
+    """
     import keras
 
-    path = Path(ref)
-    if not path.exists():
-        raise ModelLoadError(
-            f"Model {ref!r} is not a local file or directory, and the model zoo (which resolves "
-            "hub and bundled ids) is not installed. Install it with `pip install -e .` from the "
-            "tiledseg checkout, or pass a path to a .keras file."
-        )
+    path = Path(path)
     try:
-        return keras.saving.load_model(path, safe_mode=True)
+        return keras.saving.load_model(path, compile=False, safe_mode=True)
     except Exception as error:  # Keras raises many types for a bad checkpoint
-        raise ModelLoadError(f"Cannot load the Keras model at {path}: {error}") from error
+        text = str(error)
+        if "safe_mode" in text or "Lambda" in text:
+            raise UnsafeModelError(
+                f"Keras safe_mode refused {path}: it contains code that would run on loading "
+                "(e.g. a Lambda layer). Rebuild the model from built-in or registered layers "
+                "and save it again; do not load checkpoints you do not trust with "
+                "safe_mode=False."
+            ) from None
+        if "Could not locate" in text or "Unknown layer" in text:
+            raise ModelLoadError(
+                f"{path} uses a layer class Keras does not know ({_first_line(text)}). Import the "
+                "module that registers it (the zoo imports `training.models` automatically) or "
+                "re-save the model with built-in layers."
+            ) from None
+        raise ModelLoadError(
+            f"Cannot load the Keras model in {path}: {_first_line(text)}"
+        ) from None
+
+
+def check_channels(meta: ModelMeta, network: Any, folder: Path) -> None:
+    """Raise MetadataError where ``meta.input_channels`` disagrees with the network's input."""
+    shape = network.input_shape
+    shape = shape[0] if isinstance(shape, list) else shape
+    channels = shape[-1]
+    if channels is not None and int(channels) != meta.input_channels:
+        raise MetadataError(
+            f"{folder / META_FILE} says input_channels={meta.input_channels} but the model "
+            f"takes {channels} channels. Re-stage the model from its training run."
+        )
+
+
+def _ask(resolvers, ref, revision, method: str, from_path: Callable[[Path], Any]) -> Any:
+    resolvers = installed_resolvers() if resolvers is None else list(resolvers)
+    first_error: ModelNotFoundError | None = None
+    for resolver in resolvers:
+        try:
+            return getattr(resolver, method)(os.fspath(ref), revision)
+        except ModelNotFoundError as error:
+            first_error = first_error or error
+    path = Path(ref).expanduser()
+    if path.exists() and (first_error is None or _is_model_path(path)):
+        return from_path(path)
+    if first_error is not None:
+        raise first_error
+    raise ModelNotFoundError(_NO_RESOLVER.format(ref=os.fspath(ref)))
+
+
+def _is_model_path(path: Path) -> bool:
+    return (path / CONFIG_FILE).is_file() if path.is_dir() else path.suffix == ".keras"
+
+
+def _default_meta(folder: Path, network: Any) -> ModelMeta:
+    return ModelMeta.default_for(network, name=folder.name)
+
+
+def _first_line(text: str) -> str:
+    lines = text.strip().splitlines()
+    return lines[0] if lines else text

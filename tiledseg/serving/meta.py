@@ -2,7 +2,8 @@
 
 TF Serving does not serve ``tiledseg.json``; the export puts it in ``assets.extra/`` of each
 version folder (which the server ignores), and the zoo keeps it with every model. The client
-needs it for the scale, tile, overlap, blend, threshold and downsampling factor.
+needs it for the scale, tile, overlap, blend, threshold and downsampling factor. A zoo id is
+looked up through the installed model resolvers (:func:`tiledseg.loading.read_model_meta`).
 """
 
 from __future__ import annotations
@@ -11,7 +12,9 @@ import os
 from pathlib import Path
 from typing import Any
 
+from tiledseg.contract import META_FILE, SAVEDMODEL_META_FILE, ModelMeta, load_meta
 from tiledseg.errors import ModelLoadError
+from tiledseg.loading import read_model_meta
 
 __all__ = ["read_serving_meta"]
 
@@ -31,7 +34,7 @@ def read_serving_meta(source: Any, version: int | None = None) -> Any:
         version: int or None, which version folder to read under ``BASE/NAME``.
 
     Returns:
-        ``model_zoo.ModelMeta``.
+        :class:`tiledseg.contract.ModelMeta`.
 
     Raises:
         ModelLoadError: nothing found, or the metadata is invalid (``MetadataError``).
@@ -42,8 +45,6 @@ def read_serving_meta(source: Any, version: int | None = None) -> Any:
         >>> meta.tile, meta.downsampling  # doctest: +SKIP
         (512, 16)
     """
-    from model_zoo.metadata import ModelMeta
-
     if isinstance(source, ModelMeta):
         return source
     if isinstance(getattr(source, "meta", None), ModelMeta):
@@ -54,7 +55,7 @@ def read_serving_meta(source: Any, version: int | None = None) -> Any:
         path = Path(source).expanduser()
         if path.exists():
             return _from_path(path, version)
-        return _from_zoo(os.fspath(source))
+        return read_model_meta(os.fspath(source))
     raise TypeError(
         "`meta` must be a ModelMeta, a zoo model, a dict, a path to tiledseg.json or an export "
         f"folder, or a zoo id. Received: meta of type {type(source).__name__}"
@@ -62,9 +63,6 @@ def read_serving_meta(source: Any, version: int | None = None) -> Any:
 
 
 def _from_path(path: Path, version: int | None) -> Any:
-    from model_zoo.layout import META_FILE, SAVEDMODEL_META_FILE
-    from model_zoo.metadata import load_meta
-
     if path.is_file():
         return load_meta(path)
     for candidate in (path / META_FILE, path / SAVEDMODEL_META_FILE):
@@ -89,22 +87,4 @@ def _from_path(path: Path, version: int | None) -> Any:
             f"The SavedModel at {path} has no {SAVEDMODEL_META_FILE}: it was not exported by "
             "`python -m model_zoo export`. Pass the model's tiledseg.json or zoo id with --meta."
         )
-    return _from_zoo(str(path))  # a zoo folder or training run without tiledseg.json
-
-
-def _from_zoo(ref: str) -> Any:
-    try:
-        from model_zoo import load, load_meta, resolve
-        from model_zoo.layout import META_FILE
-    except ImportError as error:  # pragma: no cover - model_zoo ships with tiledseg
-        raise ModelLoadError(
-            f"Cannot look up {ref!r}: the model zoo is not importable ({error}). Pass the path "
-            "of the model's tiledseg.json or of its export folder with --meta."
-        ) from error
-    resolved = resolve(ref)  # ModelNotFoundError lists the accepted forms and known ids
-    folder = resolved.path if resolved.path.is_dir() else resolved.path.parent
-    if (folder / META_FILE).is_file():
-        return load_meta(folder / META_FILE)
-    # A checkpoint without tiledseg.json: the zoo derives defaults (and the downsampling
-    # factor) from the model itself, which takes loading it.
-    return load(ref).meta
+    return read_model_meta(str(path))  # a zoo folder or training run without tiledseg.json
