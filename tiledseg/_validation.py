@@ -6,8 +6,11 @@ Errors follow one form: what is wrong, what is allowed, then ``Received: name=va
 from __future__ import annotations
 
 import difflib
+import math
 from collections.abc import Iterable
 from typing import Any
+
+import numpy as np
 
 
 def validate_choice(value: Any, allowed: Iterable[str], name: str) -> str:
@@ -33,11 +36,17 @@ def validate_range(
     high_inclusive: bool = True,
     integer: bool = False,
 ) -> Any:
-    """Check that a number lies in a range; the error prints the interval and the value."""
-    kinds = (int,) if integer else (int, float)
-    if isinstance(value, bool) or not isinstance(value, kinds):
+    """Check that a finite number lies in a range; the error prints the interval and the value.
+
+    NaN and infinities are refused whatever the range (every comparison with NaN is false, so
+    a range check alone would let it through). NumPy scalars count as numbers.
+    """
+    kinds = (int, np.integer) if integer else (int, float, np.integer, np.floating)
+    if isinstance(value, bool | np.bool_) or not isinstance(value, kinds):
         kind = "an integer" if integer else "a number"
         raise TypeError(f"`{name}` must be {kind}. Received: {name}={value!r}")
+    if not math.isfinite(value):
+        raise ValueError(f"`{name}` must be a finite number. Received: {name}={value!r}")
     too_low = low is not None and (value < low if low_inclusive else value <= low)
     too_high = high is not None and (value > high if high_inclusive else value >= high)
     if too_low or too_high:

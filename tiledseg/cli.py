@@ -1,8 +1,10 @@
 """Command line: ``tiledseg predict`` and ``tiledseg evaluate`` (also ``python -m tiledseg``).
 
 Exit codes: 0 success; 2 usage errors, user errors (bad model reference, unreadable file) or a
-run where some files were skipped; 1 internal errors. User errors print one ``error:`` line,
-never a traceback.
+run where some files were skipped; 1 internal errors; 130 interrupted (Ctrl-C). User errors
+print one ``error:`` line, never a traceback. Every flag's value is checked when it is parsed
+(finite numbers in their range); every output path is checked, and the output names are
+planned (:mod:`tiledseg.output_plan`), before any model is loaded.
 """
 
 from __future__ import annotations
@@ -24,38 +26,88 @@ from tiledseg.tiling import BLEND_MODES
 
 __all__ = ["main"]
 
-EXIT_OK, EXIT_INTERNAL, EXIT_USER = 0, 1, 2
+EXIT_OK, EXIT_INTERNAL, EXIT_USER, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
 class _UserError(Exception):
     """An error the user can fix; printed without a traceback."""
 
 
+class _Progress:
+    """How far a command got, for the one line printed on Ctrl-C."""
+
+    def __init__(self) -> None:
+        self.done = 0
+        self.total: int | None = None
+
+
+def _number(name: str, *, integer: bool = False, **bounds: Any) -> Any:
+    """An argparse type: a finite number in range, checked by the library's validator."""
+    from tiledseg._validation import validate_range
+
+    def parse(text: str) -> int | float:
+        try:
+            value = int(text) if integer else float(text)
+        except ValueError:
+            kind = "an integer" if integer else "a number"
+            raise argparse.ArgumentTypeError(f"expected {kind}, got {text!r}") from None
+        try:
+            return validate_range(value, name, integer=integer, **bounds)
+        except (TypeError, ValueError) as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
+
+    parse.__name__ = name  # argparse names the type in some messages
+    return parse
+
+
+def _text(name: str) -> Any:
+    def parse(text: str) -> str:
+        if not text.strip():
+            raise argparse.ArgumentTypeError(f"{name} must not be empty. Received: {text!r}")
+        return text
+
+    return parse
+
+
 def _tile(value: str) -> int | str:
     if value == "auto":
         return value
     try:
-        return int(value)
+        number = int(value)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected an integer or 'auto', got {value!r}") from None
+    return _number("tile", integer=True, low=1)(str(number))
 
 
 def _inference_flags(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("inference (defaults come from the model's metadata)")
     group.add_argument(
         "--model",
+        type=_text("--model"),
         help="a .keras file, model directory, zoo id, org/name or hf://org/name[@revision]",
     )
-    group.add_argument("--revision", help="Hub revision to pin (branch, tag or commit)")
+    group.add_argument(
+        "--revision", type=_text("--revision"), help="Hub revision to pin (branch, tag or commit)"
+    )
     group.add_argument("--tile", type=_tile, help="tile side in px at the model's scale, or auto")
-    group.add_argument("--overlap", type=float, help="fraction of a tile shared with a neighbour")
+    group.add_argument(
+        "--overlap",
+        type=_number("overlap", low=0, high=1, high_inclusive=False),
+        help="fraction of a tile shared with a neighbour, in [0, 1)",
+    )
     group.add_argument("--blend", choices=BLEND_MODES)
-    group.add_argument("--batch-size", type=int, help="tiles per forward call")
-    group.add_argument("--threshold", type=float, help="probability threshold for the mask")
+    group.add_argument(
+        "--batch-size", type=_number("batch_size", integer=True, low=1), help="tiles per call"
+    )
+    group.add_argument(
+        "--threshold",
+        type=_number("threshold", low=0, high=1),
+        help="probability threshold for the mask, in [0, 1]",
+    )
     group.add_argument(
         "--scale",
-        type=float,
-        help="resize factor before inference (default: the model's pixel scale)",
+        type=_number("scale", low=0, low_inclusive=False),
+        help="resize factor before inference, > 0 (default: the model's pixel scale)",
     )
     group.add_argument(
         "--no-tiling",
@@ -89,16 +141,30 @@ def _serving_flags(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--serving",
         metavar="URL",
+        type=_text("--serving"),
         help="grpc://HOST:8500/MODEL_NAME[?version=N|label=L&signature=serving_default]",
     )
     group.add_argument(
         "--meta",
         metavar="PATH_OR_ID",
+        type=_text("--meta"),
         help="the served model's tiledseg.json, its export folder, or its zoo id",
     )
-    group.add_argument("--max-in-flight", type=int, help="batches sent at once (default 4)")
-    group.add_argument("--deadline", type=float, help="seconds allowed per call (default 60)")
-    group.add_argument("--max-message-mb", type=int, help="gRPC message size limit (default 512)")
+    group.add_argument(
+        "--max-in-flight",
+        type=_number("max_in_flight", integer=True, low=1),
+        help="batches sent at once (default 4)",
+    )
+    group.add_argument(
+        "--deadline",
+        type=_number("deadline", low=0, low_inclusive=False),
+        help="seconds allowed per call (default 60)",
+    )
+    group.add_argument(
+        "--max-message-mb",
+        type=_number("max_message_mb", integer=True, low=1),
+        help="gRPC message size limit (default 512)",
+    )
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -109,9 +175,14 @@ def _parser() -> argparse.ArgumentParser:
 
     predict = commands.add_parser("predict", help="write masks for images")
     _inference_flags(predict)
-    predict.add_argument("--out", required=True, type=Path, help="output directory")
-    predict.add_argument("--overlay", action="store_true", help="also write <stem>_overlay.jpg")
-    predict.add_argument("--probs", action="store_true", help="also write <stem>_prob.png")
+    predict.add_argument(
+        "--out",
+        required=True,
+        type=Path,
+        help="output folder (created; inputs there are never written over)",
+    )
+    predict.add_argument("--overlay", action="store_true", help="also write <name>_overlay.jpg")
+    predict.add_argument("--probs", action="store_true", help="also write <name>_prob.png")
     predict.add_argument("inputs", nargs="+", help="image files or directories")
 
     evaluate = commands.add_parser("evaluate", help="score masks against ground truth")
@@ -245,9 +316,19 @@ class _TileBar:
         )
 
 
-def _predict(args: argparse.Namespace) -> int:
+def _report_stale(removed: list[Path]) -> None:
+    if removed:
+        folders = sorted({str(path.parent) for path in removed})
+        print(
+            f"removed {len(removed)} stale temporary file(s) left by an interrupted run in "
+            f"{', '.join(folders)}",
+            file=sys.stderr,
+        )
+
+
+def _predict(args: argparse.Namespace, progress: _Progress) -> int:
     from tiledseg import io as tio
-    from tiledseg import viz
+    from tiledseg.output_plan import plan_outputs, prepare_folder
 
     try:
         images = tio.list_images(args.inputs)
@@ -257,74 +338,94 @@ def _predict(args: argparse.Namespace) -> int:
         raise _UserError(
             f"No images found in {args.inputs}; supported: {', '.join(tio.IMAGE_EXTENSIONS)}"
         )
+    # Every output name is settled, and the folder proved writable, before the model loads.
+    plan = plan_outputs(images, args.out, overlay=args.overlay, probabilities=args.probs)
+    _report_stale(prepare_folder(args.out, "--out"))
+    progress.total = len(plan)
     runner = _Runner(args)
-    args.out.mkdir(parents=True, exist_ok=True)
     failures = 0
-    for number, path in enumerate(images, 1):
-        label = f"[{number}/{len(images)}] {path.name}"
+    for number, outputs in enumerate(plan, 1):
+        path = outputs.source
+        label = f"[{number}/{len(plan)}] {path.name}"
+        started = time.perf_counter()
         try:
             image = tio.read_image(path)
-        except _user_errors() as error:
+            probabilities = runner.probabilities(image, label)
+        except _user_errors() as error:  # unreadable, or too much work at the model's scale
             failures += 1
             print(f"skipped {path}: {error}", file=sys.stderr)
             continue
-        started = time.perf_counter()
-        probabilities = runner.probabilities(image, label)
         mask = runner.mask(probabilities)
-        tio.write_mask(args.out / f"{path.stem}.png", mask)
-        if args.overlay:
-            tio.write_image(args.out / f"{path.stem}_overlay.jpg", viz.overlay(image, mask))
-        if args.probs:
-            tio.write_probabilities(args.out / f"{path.stem}_prob.png", _first(probabilities))
+        _write_outputs(outputs, image, mask, probabilities)
+        progress.done = number
         seconds = time.perf_counter() - started
         print(
             f"{path.name}: {image.shape[1]}x{image.shape[0]} px, "
-            f"{100 * float(mask.mean()):.1f}% foreground, {seconds:.2f} s -> "
-            f"{args.out / (path.stem + '.png')}"
+            f"{100 * float(mask.mean()):.1f}% foreground, {seconds:.2f} s -> {outputs.mask}"
         )
     if failures:
-        print(
-            f"{failures} of {len(images)} file(s) skipped; see the messages above", file=sys.stderr
-        )
+        print(f"{failures} of {len(plan)} file(s) skipped; see the messages above", file=sys.stderr)
         return EXIT_USER
     return EXIT_OK
+
+
+def _write_outputs(outputs, image, mask, probabilities) -> None:
+    """Encode one image's outputs, then write them together: all of them or none."""
+    from tiledseg import io as tio
+    from tiledseg import viz
+    from tiledseg.atomic import atomic_write_group
+
+    files = {outputs.mask: tio.encode_mask(mask)}
+    if outputs.overlay is not None:
+        files[outputs.overlay] = tio.encode_image(viz.overlay(image, mask), ".jpg")
+    if outputs.probabilities is not None:
+        files[outputs.probabilities] = tio.encode_probabilities(_first(probabilities))
+    atomic_write_group(files)
 
 
 def _first(probabilities):
     return probabilities if probabilities.ndim == 2 else probabilities[..., 0]
 
 
-def _evaluate(args: argparse.Namespace) -> int:
+def _evaluate(args: argparse.Namespace, progress: _Progress) -> int:
     from tiledseg import io as tio
     from tiledseg import metrics
+    from tiledseg.output_plan import check_writable_file
 
     for folder, flag in ((args.images, "--images"), (args.masks, "--masks")):
         if not folder.is_dir():
             raise _UserError(f"{flag} {folder} is not a directory")
     images = tio.list_images([args.images])
     pairs, unpaired = tio.pair_images_and_masks(images, args.masks)
+    if args.json is not None and args.csv is not None and args.json.resolve() == args.csv.resolve():
+        raise _UserError(f"--json and --csv are the same file {args.json}; give two paths")
+    inputs = [*images, *(mask for _, mask in pairs)]
+    for path, flag in ((args.json, "--json"), (args.csv, "--csv")):
+        if path is not None:
+            _report_stale(check_writable_file(path, flag, inputs))
+    skipped: list[dict[str, str]] = []
     for path in unpaired:
-        print(
-            f"skipped {path.name}: no mask {path.stem}.png or {path.stem}_segmentation.png "
-            f"in {args.masks}",
-            file=sys.stderr,
-        )
+        reason = f"no mask {path.stem}.png or {path.stem}_segmentation.png in {args.masks}"
+        skipped.append({"image": path.stem, "reason": reason})
+        print(f"skipped {path.name}: {reason}", file=sys.stderr)
     if not pairs:
         raise _UserError(f"No image in {args.images} has a mask in {args.masks}")
+    progress.total = len(pairs)
     runner = _Runner(args)
     rows: list[dict[str, Any]] = []
-    failures = len(unpaired)
     for number, (image_path, mask_path) in enumerate(pairs, 1):
         label = f"[{number}/{len(pairs)}] {image_path.name}"
+        started = time.perf_counter()
         try:
             image = tio.read_image(image_path)
             truth = tio.read_mask(mask_path, shape=image.shape[:2])
+            mask = runner.mask(runner.probabilities(image, label))
         except _user_errors() as error:
-            failures += 1
+            skipped.append({"image": image_path.stem, "reason": str(error)})
             print(f"skipped {image_path.name}: {error}", file=sys.stderr)
             continue
-        started = time.perf_counter()
-        mask = runner.mask(runner.probabilities(image, label))
+        finally:
+            progress.done = number
         seconds = time.perf_counter() - started
         rows.append(
             {
@@ -337,25 +438,31 @@ def _evaluate(args: argparse.Namespace) -> int:
         raise _UserError("No image could be evaluated; see the messages above")
     names = [*metrics.METRIC_NAMES, "seconds"]
     mean = metrics.mean_metrics([{k: r[k] for k in names} for r in rows])
-    print(_table(rows, names, mean))
+    found = len(rows) + len(skipped)
+    print(_table(rows, names, mean, found))
     report = {
         "images": rows,
         "mean": mean,
+        # The means are over `evaluated` of `found` images; `skipped` says why the others are not.
+        "counts": {"found": found, "evaluated": len(rows), "skipped": len(skipped)},
+        "skipped": skipped,
         "settings": {"model": args.model or args.serving, **runner.describe()},
     }
     if args.json:
-        from tiledseg.io import atomic_write_bytes
+        from tiledseg.atomic import atomic_write_bytes
 
         atomic_write_bytes(args.json, json.dumps(_finite(report), indent=2).encode())
     if args.csv:
-        from tiledseg.io import atomic_write_bytes
+        from tiledseg.atomic import atomic_write_bytes
 
         buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=["image", *names])
+        writer = csv.DictWriter(buffer, fieldnames=["image", *names, "skipped"])
         writer.writeheader()
         writer.writerows(rows)
+        # Skipped images are rows too, their metrics empty and the reason in the last column.
+        writer.writerows({"image": s["image"], "skipped": s["reason"]} for s in skipped)
         atomic_write_bytes(args.csv, buffer.getvalue().encode())
-    return EXIT_USER if failures else EXIT_OK
+    return EXIT_USER if skipped else EXIT_OK
 
 
 def _finite(value: Any) -> Any:
@@ -369,7 +476,7 @@ def _finite(value: Any) -> Any:
     return value
 
 
-def _table(rows: list[dict[str, Any]], names: list[str], mean: dict[str, float]) -> str:
+def _table(rows: list[dict[str, Any]], names: list[str], mean: dict[str, float], found: int) -> str:
     width = max(8, *(len(str(r["image"])) for r in rows))
     header = f"{'image':<{width}} " + " ".join(f"{n[:9]:>9}" for n in names)
     lines = [header, "-" * len(header)]
@@ -378,6 +485,9 @@ def _table(rows: list[dict[str, Any]], names: list[str], mean: dict[str, float])
             f"{row['image']:<{width}} "
             + " ".join(f"{row.get(n, float('nan')):>9.4f}" for n in names)
         )
+    skipped = found - len(rows)
+    note = f"; {skipped} skipped (see the messages above)" if skipped else ""
+    lines.append(f"means over {len(rows)} of {found} images{note}")
     return "\n".join(lines)
 
 
@@ -392,11 +502,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     args = _parser().parse_args(argv)
     command = _predict if args.command == "predict" else _evaluate
+    progress = _Progress()
     try:
-        return command(args)
+        return command(args, progress)
     except (_UserError, *_user_errors()) as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_USER
+    except KeyboardInterrupt:
+        # Writes are atomic and grouped per image, so what is on disk is whole.
+        done = (
+            f"after {progress.done} of {progress.total} images"
+            if progress.total
+            else "before any image"
+        )
+        start = "\n" if sys.stderr.isatty() else ""  # off the ^C echo and any progress bar
+        print(
+            f"{start}interrupted {done}; every output written is complete and no temporary "
+            "file was left",
+            file=sys.stderr,
+        )
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

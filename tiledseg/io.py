@@ -1,4 +1,4 @@
-"""Read images and masks safely, write outputs atomically, and list and pair image files.
+"""Read images and masks safely, encode and write outputs atomically, list and pair image files.
 
 Decoding uses Pillow rather than OpenCV because Pillow reads the size from the header without
 decoding (so the pixel limit is checked first), raises on truncated files where OpenCV warns on
@@ -14,6 +14,9 @@ __all__ = [
     "DEFAULT_MAX_PIXELS",
     "IMAGE_EXTENSIONS",
     "atomic_write_bytes",
+    "encode_image",
+    "encode_mask",
+    "encode_probabilities",
     "find_mask",
     "image_size",
     "list_images",
@@ -28,7 +31,6 @@ __all__ = [
 import contextlib
 import io
 import os
-import secrets
 import struct
 import zlib
 from collections.abc import Iterable
@@ -39,6 +41,7 @@ import numpy as np
 from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
 from tiledseg._validation import validate_choice, validate_range
+from tiledseg.atomic import atomic_write_bytes
 from tiledseg.errors import ImageReadError, MaskSizeError, PixelLimitError
 
 DEFAULT_MAX_PIXELS = 80_000_000
@@ -261,41 +264,10 @@ def image_size(source: _Source, *, name: str | None = None) -> tuple[int, int]:
         return _oriented_size(image)
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
-    """Write `data` to `path` all at once: never half-written, even if interrupted.
-
-    The bytes go to a temporary file beside `path`, are fsynced, then replace `path` in one
-    step. On any error the temporary file is removed and an existing `path` is untouched.
-    Returns the path. Raises TypeError if `data` is not bytes, FileNotFoundError if the
-    directory does not exist. Example: ``atomic_write_bytes("out/report.json", b"{}")``.
-    """
-    if not isinstance(data, bytes | bytearray | memoryview):
-        raise TypeError(f"`data` must be bytes. Received: data of type {type(data).__name__}")
-    path = Path(path)
-    if not path.parent.is_dir():
-        raise FileNotFoundError(
-            f"Cannot write {path}: directory {path.parent} does not exist; create it first."
-        )
-    temp = path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp"
-    # os.open with 0o666 lets the umask set the final permissions (mkstemp would give 0o600).
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
-    try:
-        with os.fdopen(fd, "wb") as file:
-            file.write(data)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.remove(temp)
-        raise
-    return path
-
-
-def _encode_or_raise(suffix: str, image: np.ndarray, params: list[int], path: Path) -> bytes:
+def _encode_or_raise(suffix: str, image: np.ndarray, params: list[int], what: str) -> bytes:
     ok, encoded = cv2.imencode(suffix, image, params)
     if not ok:
-        raise OSError(f"OpenCV could not encode {path} as {suffix}")
+        raise OSError(f"OpenCV could not encode {what} as {suffix}")
     return encoded.tobytes()
 
 
@@ -315,13 +287,12 @@ def _as_2d(array: np.ndarray, name: str) -> np.ndarray:
     return array
 
 
-def write_mask(path: str | os.PathLike, mask: np.ndarray) -> Path:
-    """Write a binary mask (bool, 0/1 or 0/255; HxW or HxWx1) as a 0/255 uint8 PNG, atomically.
+def encode_mask(mask: np.ndarray) -> bytes:
+    """A binary mask (bool, 0/1 or 0/255; HxW or HxWx1) as the bytes of a 0/255 uint8 PNG.
 
     Raises ValueError for other values (threshold soft maps first, or use
-    `write_probabilities`). Example: ``write_mask("out/ISIC_1.png", probs > 0.5)``.
+    `encode_probabilities`). Example: ``encode_mask(probs > 0.5)[:4] == b"\\x89PNG"``.
     """
-    path = _check_png(path, "Masks")
     mask = _as_2d(mask, "mask")
     if mask.dtype != bool:
         high = 1 if mask.max() <= 1 else 255
@@ -332,17 +303,16 @@ def write_mask(path: str | os.PathLike, mask: np.ndarray) -> Path:
                 f"or use write_probabilities. Received: values from {mask.min()} to {mask.max()}"
             )
         mask = foreground
-    return atomic_write_bytes(path, _encode_or_raise(".png", mask.astype(np.uint8) * 255, [], path))
+    return _encode_or_raise(".png", mask.astype(np.uint8) * 255, [], "the mask")
 
 
-def write_image(path: str | os.PathLike, image: np.ndarray, *, quality: int = 92) -> Path:
-    """Write an RGB uint8 (H, W, 3) image, atomically, as .png, .jpg, .jpeg or .webp.
+def encode_image(image: np.ndarray, suffix: str = ".png", *, quality: int = 92) -> bytes:
+    """An RGB uint8 (H, W, 3) image encoded as ``suffix`` (.png, .jpg, .jpeg or .webp).
 
     `quality` (1-100, default 92) applies to JPEG and WebP. Raises ValueError for another
-    suffix or array. Example: ``write_image("out/overlay.jpg", overlay, quality=90)``.
+    suffix or array. Example: ``encode_image(overlay, ".jpg", quality=90)``.
     """
-    path = Path(path)
-    suffix = validate_choice(path.suffix.lower(), _WRITE_SUFFIXES, "path suffix")
+    suffix = validate_choice(suffix.lower(), _WRITE_SUFFIXES, "path suffix")
     validate_range(quality, "quality", low=1, high=100, integer=True)
     image = np.asarray(image)
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8 or image.size == 0:
@@ -353,7 +323,44 @@ def write_image(path: str | os.PathLike, image: np.ndarray, *, quality: int = 92
     flag = {".png": None, ".webp": cv2.IMWRITE_WEBP_QUALITY}.get(suffix, cv2.IMWRITE_JPEG_QUALITY)
     params = [] if flag is None else [flag, quality]
     bgr = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
-    return atomic_write_bytes(path, _encode_or_raise(suffix, bgr, params, path))
+    return _encode_or_raise(suffix, bgr, params, "the image")
+
+
+def encode_probabilities(probs: np.ndarray) -> bytes:
+    """Foreground probabilities in [0, 1] (HxW) as the bytes of an 8-bit grey PNG.
+
+    Each pixel stores round(p * 255); read back as value / 255 it is within 1/510 of p.
+    Raises ValueError for values outside [0, 1] or NaN.
+    """
+    probs = _as_2d(probs, "probs").astype(np.float32, copy=False)
+    invalid = ~((probs >= 0) & (probs <= 1))  # NaN fails both comparisons
+    if invalid.any():
+        raise ValueError(
+            "`probs` must hold probabilities in [0, 1] without NaN. Received: "
+            f"{np.count_nonzero(invalid)} invalid values, e.g. {probs[invalid][0]}"
+        )
+    levels = np.rint(probs * 255).astype(np.uint8)
+    return _encode_or_raise(".png", levels, [], "the probabilities")
+
+
+def write_mask(path: str | os.PathLike, mask: np.ndarray) -> Path:
+    """Write a binary mask (bool, 0/1 or 0/255; HxW or HxWx1) as a 0/255 uint8 PNG, atomically.
+
+    Raises ValueError for other values (threshold soft maps first, or use
+    `write_probabilities`). Example: ``write_mask("out/ISIC_1.png", probs > 0.5)``.
+    """
+    path = _check_png(path, "Masks")
+    return atomic_write_bytes(path, encode_mask(mask))
+
+
+def write_image(path: str | os.PathLike, image: np.ndarray, *, quality: int = 92) -> Path:
+    """Write an RGB uint8 (H, W, 3) image, atomically, as .png, .jpg, .jpeg or .webp.
+
+    `quality` (1-100, default 92) applies to JPEG and WebP. Raises ValueError for another
+    suffix or array. Example: ``write_image("out/overlay.jpg", overlay, quality=90)``.
+    """
+    path = Path(path)
+    return atomic_write_bytes(path, encode_image(image, path.suffix, quality=quality))
 
 
 def write_probabilities(path: str | os.PathLike, probs: np.ndarray) -> Path:
@@ -364,15 +371,7 @@ def write_probabilities(path: str | os.PathLike, probs: np.ndarray) -> Path:
     Example: ``write_probabilities("out/ISIC_1_prob.png", probs)``.
     """
     path = _check_png(path, "Probabilities")
-    probs = _as_2d(probs, "probs").astype(np.float32, copy=False)
-    invalid = ~((probs >= 0) & (probs <= 1))  # NaN fails both comparisons
-    if invalid.any():
-        raise ValueError(
-            "`probs` must hold probabilities in [0, 1] without NaN. Received: "
-            f"{np.count_nonzero(invalid)} invalid values, e.g. {probs[invalid][0]}"
-        )
-    levels = np.rint(probs * 255).astype(np.uint8)
-    return atomic_write_bytes(path, _encode_or_raise(".png", levels, [], path))
+    return atomic_write_bytes(path, encode_probabilities(probs))
 
 
 def list_images(paths: Iterable[str | os.PathLike]) -> list[Path]:
