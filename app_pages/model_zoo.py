@@ -11,6 +11,7 @@ from app_support import (
     image_inputs,
     load_model,
     model_details,
+    pull_model,
     refresh_zoo,
     result_store,
     selected_model,
@@ -73,13 +74,11 @@ details = model_details(chosen, entry["offline"])
 if entry["source"] == "hub":
     label = "Pull again (refresh)" if entry["offline"] else "Pull from the Hub"
     if st.button(label, key=f"{PAGE}_pull"):
-        import model_zoo
-
         with st.status(f"Downloading {chosen} ({entry['repo_id']})…", expanded=True) as status:
             with user_errors(f"Pull {chosen}") as outcome:
                 st.write(f"Revision {entry['revision'] or 'main'} from {entry['repo_id']}")
-                folder = model_zoo.pull(chosen)
-                st.write(f"Saved in {folder}")
+                pull_model(chosen)
+                st.write("Saved in the server's Hub cache")
             status.update(
                 label="Download failed" if outcome.failed else f"{chosen} is ready offline",
                 state="error" if outcome.failed else "complete",

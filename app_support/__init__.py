@@ -3,13 +3,18 @@
 Nothing here segments or scores anything: inference, post-processing, metrics and pictures are
 ``tiledseg`` and models come from ``model_zoo``. This package decides what is cached where:
 
-- models: ``st.cache_resource``, one shared instance per (reference, revision), with a lock;
+- models: one shared instance per (reference, revision), with a lock, in a process-wide store
+  bounded by weight bytes (``$TILEDSEG_APP_MODEL_CACHE_MB``) and count;
 - decoded images and probability maps: a process-wide :class:`ResultStore` (read-only arrays,
   bounded by ``$TILEDSEG_APP_CACHE_MB``), keyed on (model, image hash, settings);
 - small results (metric rows, threshold curves, the catalog): ``st.cache_data(max_entries=...)``;
 - per-tab choices: ``st.session_state`` (see :mod:`app_support.state`).
+
+What visitors of a shared server may name as a model, and what messages may show, is
+:mod:`app_support.guard`.
 """
 
+from app_support.guard import ALLOWED_MODELS_ENV, MAX_MODEL_MB_ENV, check_reference, redact
 from app_support.models import (
     DEFAULT_MODEL,
     DEFAULT_MODEL_ENV,
@@ -27,6 +32,8 @@ from app_support.models import (
     environment_info,
     load_model,
     model_details,
+    model_store,
+    pull_model,
     refresh_zoo,
 )
 from app_support.state import (
@@ -58,10 +65,12 @@ from app_support.widgets import (
 )
 
 __all__ = [
+    "ALLOWED_MODELS_ENV",
     "CUSTOM_MODEL",
     "DEFAULT_MODEL",
     "DEFAULT_MODEL_ENV",
     "LOCAL_MODELS_ENV",
+    "MAX_MODEL_MB_ENV",
     "METRIC_LABELS",
     "MODEL_CHOICE",
     "MODEL_REF",
@@ -79,6 +88,7 @@ __all__ = [
     "card_body",
     "card_licence",
     "catalog",
+    "check_reference",
     "clear_loaded_models",
     "current_model",
     "default_model_id",
@@ -89,9 +99,12 @@ __all__ = [
     "init_session_state",
     "load_model",
     "model_details",
+    "model_store",
     "pair_by_name",
     "postprocess_controls",
+    "pull_model",
     "read_zip",
+    "redact",
     "refresh_zoo",
     "remember",
     "result_store",

@@ -11,6 +11,10 @@ A model served by TensorFlow Serving (``$TILEDSEG_SERVING_URL``, with its metada
 ``$TILEDSEG_SERVING_META``, as ``deploy/docker-compose.yml`` sets them) is offered in the picker
 as ``served:NAME``; its network runs in the server, which batches concurrent requests itself,
 so sessions do not take turns on it.
+
+Loaded models are kept in a process-wide store bounded by the bytes of their weights
+(``$TILEDSEG_APP_MODEL_CACHE_MB``, default 1024) and by count (4); the least recently used
+goes first. What a visitor may type as a model is decided in :mod:`app_support.guard`.
 """
 
 from __future__ import annotations
@@ -25,12 +29,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import streamlit as st
+
+from app_support.guard import LOCAL_MODELS_ENV, check_reference, max_model_bytes, redact
+from app_support.store import ResultStore
 
 __all__ = [
     "DEFAULT_MODEL",
     "DEFAULT_MODEL_ENV",
     "LOCAL_MODELS_ENV",
+    "MODEL_CACHE_MB_ENV",
     "SERVED_PREFIX",
     "SERVING_META_ENV",
     "SERVING_URL_ENV",
@@ -45,6 +54,8 @@ __all__ = [
     "environment_info",
     "load_model",
     "model_details",
+    "model_store",
+    "pull_model",
     "refresh_zoo",
 ]
 
@@ -53,8 +64,9 @@ SERVING_URL_ENV = "TILEDSEG_SERVING_URL"
 SERVING_META_ENV = "TILEDSEG_SERVING_META"
 SERVED_PREFIX = "served:"
 DEFAULT_MODEL_ENV = "TILEDSEG_DEFAULT_MODEL"
-# A hosted demo must not load arbitrary files from the server's disk by path.
-LOCAL_MODELS_ENV = "TILEDSEG_APP_LOCAL_MODELS"
+MODEL_CACHE_MB_ENV = "TILEDSEG_APP_MODEL_CACHE_MB"
+_DEFAULT_MODEL_CACHE_MB = 1024
+_MAX_MODELS = 4
 _MAX_PREDICTORS = 8
 
 
@@ -103,6 +115,12 @@ class LoadedModel:
     _predictors: OrderedDict = field(default_factory=OrderedDict)
     _predictors_lock: threading.Lock = field(default_factory=threading.Lock)
 
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the model's weights (0 for a served model): its size in the model store."""
+        weights = getattr(getattr(self.zoo, "model", None), "weights", None) or []
+        return int(sum(int(np.prod(w.shape)) * np.dtype(str(w.dtype)).itemsize for w in weights))
+
     def predictor(self, settings: dict[str, Any]) -> Any:
         """The ``tiledseg.TiledPredictor`` for these settings; kept so traces are reused."""
         from tiledseg import TiledPredictor
@@ -120,29 +138,45 @@ class LoadedModel:
         return predictor
 
 
-def _check_reference(ref: str) -> None:
-    from model_zoo.registry import bundled_ids
-    from tiledseg.errors import ModelLoadError
-
-    if not isinstance(ref, str) or not ref.strip():
-        raise ModelLoadError("No model was chosen: pick one in the sidebar.")
-    # A bundled id is also a relative path when the app runs from the bundled folder.
-    is_path = ref not in bundled_ids() and Path(ref).expanduser().exists()
-    if is_path and os.environ.get(LOCAL_MODELS_ENV, "") != "1":
-        raise ModelLoadError(
-            f"{ref!r} is a path on the server; the app loads zoo ids and Hub references "
-            "(ORG/NAME[@REVISION]) only. Use `tiledseg predict --model PATH` for local files, "
-            f"or start the app with {LOCAL_MODELS_ENV}=1 to allow paths."
-        )
+@st.cache_resource(show_spinner=False)
+def model_store() -> ResultStore:
+    """The process-wide store of loaded models, bounded by weight bytes and by count."""
+    text = os.environ.get(MODEL_CACHE_MB_ENV, "").strip()
+    megabytes = int(text) if text.isdigit() and int(text) > 0 else _DEFAULT_MODEL_CACHE_MB
+    return ResultStore(max_bytes=megabytes * 1024 * 1024, max_entries=_MAX_MODELS)
 
 
-@st.cache_resource(max_entries=4, show_spinner="Loading the model…")
+_LOADING: dict[tuple, threading.Lock] = {}
+_LOADING_LOCK = threading.Lock()
+
+
 def _load(ref: str, revision: str | None, bundled_root: str, serving_url: str) -> LoadedModel:
+    store = model_store()
+    key = (ref, revision, bundled_root, serving_url)
+    entry = store.get(key)
+    if entry is not None:
+        return entry["value"]
+    with _LOADING_LOCK:
+        lock = _LOADING.setdefault(key, threading.Lock())
+    with lock:  # sessions asking for the same model at once load it once
+        entry = store.get(key)
+        if entry is not None:
+            return entry["value"]
+        with st.spinner("Loading the model…"):
+            loaded = _load_now(ref, revision, serving_url)
+        store.put(key, loaded, nbytes=loaded.nbytes)
+    with _LOADING_LOCK:
+        _LOADING.pop(key, None)
+    return loaded
+
+
+def _load_now(ref: str, revision: str | None, serving_url: str) -> LoadedModel:
     if ref.startswith(SERVED_PREFIX):
         return _load_served(ref, serving_url)
     import model_zoo
 
-    zoo = model_zoo.load(ref, revision=revision)
+    # The store above is the app's model cache: the zoo keeps no second reference.
+    zoo = model_zoo.load(ref, revision=revision, cache=False, max_bytes=max_model_bytes())
     return LoadedModel(zoo=zoo, ref=ref, revision=revision, key=f"{zoo.path}@{zoo.revision}")
 
 
@@ -168,36 +202,81 @@ def load_model(ref: str, revision: str | None = None) -> LoadedModel:
 
     Args:
         ref: str, a bundled or registry id, ``ORG/NAME``, ``hf://ORG/NAME``, or
-            ``served:NAME`` for the model at ``$TILEDSEG_SERVING_URL``.
+            ``served:NAME`` for the model at ``$TILEDSEG_SERVING_URL``; see
+            :func:`app_support.guard.check_reference` for what is refused.
         revision: str or None, a Hub branch, tag or commit.
 
     Returns:
         LoadedModel.
 
     Raises:
-        tiledseg.errors.ModelLoadError (and the zoo's subclasses): with what to do.
+        tiledseg.errors.ModelLoadError (and the zoo's subclasses): with what to do, and no
+            server paths.
     """
     from model_zoo import bundled_dir
 
     served = isinstance(ref, str) and ref.startswith(SERVED_PREFIX)
-    if not served:
-        _check_reference(ref)
+    target = ref.strip() if served else check_reference(ref)
     # The bundled folder and the server's URL are part of the key: pointing either elsewhere
     # (a deployment, a test) never returns a model loaded from the old place.
     url = os.environ.get(SERVING_URL_ENV, "").strip() if served else ""
-    return _load(ref.strip(), revision or None, str(bundled_dir()), url)
+    try:
+        return _load(target, revision or None, str(bundled_dir()), url)
+    except Exception as error:
+        raise _without_paths(error) from None
+
+
+def pull_model(ref: str) -> None:
+    """Download (or refresh) a registry model, within the app's download limit.
+
+    Raises:
+        tiledseg.errors.ModelLoadError: as :func:`model_zoo.pull`, with no server paths.
+    """
+    import model_zoo
+
+    try:
+        model_zoo.pull(check_reference(ref), max_bytes=max_model_bytes())
+    except Exception as error:
+        raise _without_paths(error) from None
+
+
+def _without_paths(error: Exception) -> Exception:
+    """The same kind of error, its message without server paths; other errors unchanged."""
+    from model_zoo.errors import ModelTooLargeError
+    from tiledseg.errors import TiledsegError
+
+    if not isinstance(error, TiledsegError):
+        return error
+    text = redact(str(error))
+    if isinstance(error, ModelTooLargeError):
+        from app_support.guard import MAX_MODEL_MB_ENV
+
+        text += f" This server's limit is set by {MAX_MODEL_MB_ENV}."
+    # The same class and attributes (the page's advice depends on them); only the message differs.
+    try:
+        hidden = type(error)(text)
+    except TypeError:  # required keyword arguments (the serving errors): copy the attributes
+        try:
+            hidden = type(error).__new__(type(error))
+        except TypeError:
+            from tiledseg.errors import ModelLoadError
+
+            return ModelLoadError(text)
+        hidden.args = (text,)
+    hidden.__dict__.update(error.__dict__)
+    return hidden
 
 
 def clear_loaded_models() -> None:
     """Forget loaded models (after a pull, so a refreshed branch is loaded again)."""
-    _load.clear()
+    model_store().clear()
 
 
 def refresh_zoo() -> None:
     """Forget the catalog, model details and loaded models, e.g. after a pull."""
     _catalog.clear()
     _details.clear()
-    _load.clear()
+    model_store().clear()
 
 
 @st.cache_data(ttl=30, show_spinner=False)
@@ -319,7 +398,7 @@ def _details(model_id: str, offline: bool, bundled_root: str) -> ModelDetails:
         path = model_zoo.resolve(model_id).path
         meta = model_zoo.load_meta(path).to_dict()
     except model_zoo.ModelLoadError as error:
-        return ModelDetails(model_id, None, None, "", "", {}, problem=str(error))
+        return ModelDetails(model_id, None, None, "", "", {}, problem=redact(str(error)))
     card_file, history_file = path / CARD_FILE, path / HISTORY_FILE
     card = card_file.read_text(encoding="utf-8") if card_file.is_file() else ""
     history = _read_history(history_file) if history_file.is_file() else {}

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -36,6 +37,9 @@ __all__ = [
 ]
 
 CURVE_THRESHOLDS = tuple(round(0.02 * i, 2) for i in range(1, 50))
+# Results this session has had: "cached" is said only of those, never of another session's.
+_SEEN = "_results_seen"
+_MAX_SEEN = 4096
 _POSTPROCESS_DEFAULTS = {
     "opening": 0,
     "closing": 0,
@@ -54,7 +58,8 @@ class Prediction:
         probabilities: float32 (H, W) read-only array at the image's full size.
         seconds: float, inference wall time (the first run of a shape includes tracing).
         tiles: int, tiles run through the network (1 for whole-image inference).
-        cached: bool, True when it came from the store rather than a fresh run.
+        cached: bool, True when this session had the result before and it came from the
+            store (a result another session left in the store is not called cached).
     """
 
     key: str
@@ -105,9 +110,12 @@ def _run(
     label: str,
 ) -> Prediction:
     text_key = "|".join(str(part) for part in key)
+    seen = _seen_results()
     entry = store.get(key)
     if entry is not None:
-        return Prediction(text_key, entry["value"], entry["seconds"], entry["tiles"], cached=True)
+        cached = text_key in seen
+        _remember(seen, text_key)
+        return Prediction(text_key, entry["value"], entry["seconds"], entry["tiles"], cached)
     bar = st.progress(0.0, text=f"{label}: waiting to start")
 
     def progress(done: int, total: int) -> None:
@@ -129,7 +137,19 @@ def _run(
         bar.empty()
     probabilities = _first_channel(np.asarray(probabilities, np.float32))
     entry = store.put(key, probabilities, seconds=seconds, tiles=int(tiles))
+    _remember(seen, text_key)
     return Prediction(text_key, entry["value"], seconds, int(tiles))
+
+
+def _seen_results() -> OrderedDict:
+    return st.session_state.setdefault(_SEEN, OrderedDict())
+
+
+def _remember(seen: OrderedDict, key: str) -> None:
+    seen[key] = True
+    seen.move_to_end(key)
+    while len(seen) > _MAX_SEEN:
+        seen.popitem(last=False)
 
 
 def predict(

@@ -22,7 +22,7 @@ import numpy as np
 __all__ = ["CACHE_MB_ENV", "DEFAULT_CACHE_MB", "ResultStore"]
 
 CACHE_MB_ENV = "TILEDSEG_APP_CACHE_MB"
-DEFAULT_CACHE_MB = 2048
+DEFAULT_CACHE_MB = 1024
 
 
 def _size_of(value: Any) -> int:
@@ -52,7 +52,8 @@ class ResultStore:
     """A thread-safe least-recently-used mapping bounded by the bytes of the arrays it holds.
 
     Args:
-        max_bytes: int >= 1 or None. None reads ``$TILEDSEG_APP_CACHE_MB`` (default 2048 MB).
+        max_bytes: int >= 1 or None. None reads ``$TILEDSEG_APP_CACHE_MB`` (default 1024 MB).
+        max_entries: int >= 1 or None (no limit on the count).
 
     Example:
         >>> store = ResultStore(max_bytes=1000)
@@ -62,14 +63,19 @@ class ResultStore:
         (10,)
     """
 
-    def __init__(self, max_bytes: int | None = None):
+    def __init__(self, max_bytes: int | None = None, max_entries: int | None = None):
         if max_bytes is None:
             text = os.environ.get(CACHE_MB_ENV, "").strip()
             megabytes = int(text) if text.isdigit() and int(text) > 0 else DEFAULT_CACHE_MB
             max_bytes = megabytes * 1024 * 1024
         if not isinstance(max_bytes, int) or max_bytes < 1:
             raise ValueError(f"`max_bytes` must be an int >= 1. Received: max_bytes={max_bytes!r}")
+        if max_entries is not None and (not isinstance(max_entries, int) or max_entries < 1):
+            raise ValueError(
+                f"`max_entries` must be an int >= 1 or None. Received: max_entries={max_entries!r}"
+            )
         self.max_bytes = max_bytes
+        self.max_entries = max_entries
         self._items: OrderedDict[Hashable, tuple[dict[str, Any], int]] = OrderedDict()
         self._bytes = 0
         self._lock = threading.Lock()
@@ -83,16 +89,22 @@ class ResultStore:
             self._items.move_to_end(key)
             return item[0]
 
-    def put(self, key: Hashable, value: Any, **extra: Any) -> dict[str, Any]:
+    def put(
+        self, key: Hashable, value: Any, *, nbytes: int | None = None, **extra: Any
+    ) -> dict[str, Any]:
         """Store ``value`` (made read-only) with ``extra`` fields; evict the oldest to fit.
 
         An entry larger than the whole budget is returned but not kept.
+
+        Args:
+            key: hashable; value: an array, or a dict/tuple/list of them, or any object.
+            nbytes: int or None, the entry's size when it is not the arrays' (a model).
 
         Returns:
             dict with ``"value"`` and the ``extra`` fields, as :meth:`get` returns it.
         """
         entry = _freeze({"value": value, **extra})
-        size = _size_of(entry)
+        size = _size_of(entry) if nbytes is None else max(int(nbytes), 1)
         with self._lock:
             old = self._items.pop(key, None)
             if old is not None:
@@ -101,7 +113,10 @@ class ResultStore:
                 return entry
             self._items[key] = (entry, size)
             self._bytes += size
-            while self._bytes > self.max_bytes and self._items:
+            while self._items and (
+                self._bytes > self.max_bytes
+                or (self.max_entries is not None and len(self._items) > self.max_entries)
+            ):
                 _, (_, evicted) = self._items.popitem(last=False)
                 self._bytes -= evicted
         return entry

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import secrets
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -45,17 +46,41 @@ _SAMPLES_PER_SET = 6
 _MASK_SUFFIXES = ("", "_segmentation")
 
 
+_SALT_KEY = "_upload_cache_salt"
+_SHARED = b""
+
+
+def _session_salt() -> bytes:
+    """A random salt kept in this browser session's state (empty outside a session)."""
+    from streamlit.runtime.scriptrunner import get_script_run_ctx
+
+    if get_script_run_ctx(suppress_warning=True) is None:
+        return _SHARED
+    import streamlit as st
+
+    return bytes.fromhex(st.session_state.setdefault(_SALT_KEY, secrets.token_hex(16)))
+
+
 @dataclass(frozen=True)
 class Upload:
-    """One file's name and bytes, with the SHA-256 of the bytes as its cache key."""
+    """One file's name and bytes, with a cache key.
+
+    ``sha256`` is the cache key of everything derived from the file (decoded pixels,
+    probabilities, masks): the SHA-256 of a per-session salt and the bytes for a visitor's
+    upload, so two sessions uploading the same bytes never share a result and one cannot
+    tell (from a label or from the speed of the answer) that another uploaded them; and of
+    the bytes alone for the server's own samples, which every session shares.
+    """
 
     name: str
     data: bytes
     sha256: str
 
     @classmethod
-    def from_bytes(cls, name: str, data: bytes) -> Upload:
-        return cls(name, bytes(data), hashlib.sha256(data).hexdigest())
+    def from_bytes(cls, name: str, data: bytes, *, shared: bool = False) -> Upload:
+        """An upload of ``data``; ``shared=True`` for the server's own files (samples)."""
+        salt = _SHARED if shared else _session_salt()
+        return cls(name, bytes(data), hashlib.sha256(salt + data).hexdigest())
 
     @property
     def stem(self) -> str:
@@ -71,12 +96,12 @@ class Sample:
     mask: Path | None
 
     def upload(self) -> Upload:
-        return Upload.from_bytes(self.image.name, self.image.read_bytes())
+        return Upload.from_bytes(self.image.name, self.image.read_bytes(), shared=True)
 
     def mask_upload(self) -> Upload | None:
         if self.mask is None:
             return None
-        return Upload.from_bytes(self.mask.name, self.mask.read_bytes())
+        return Upload.from_bytes(self.mask.name, self.mask.read_bytes(), shared=True)
 
 
 @dataclass(frozen=True)

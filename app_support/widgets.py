@@ -9,6 +9,7 @@ from typing import Any
 
 import streamlit as st
 
+from app_support.guard import redact
 from app_support.models import LoadedModel, load_model
 from app_support.runs import default_postprocess
 from app_support.state import selected_model
@@ -76,10 +77,11 @@ def _advice(error: BaseException) -> str:
 
 
 def show_error(error: BaseException, context: str = "") -> None:
-    """An ``st.error`` with the reason and what to do; never a traceback."""
+    """An ``st.error`` with the reason and what to do; never a traceback or a server path."""
     prefix = f"**{context}**: " if context else ""
     advice = _advice(error)
-    st.error(f"{prefix}{error}" + (f"\n\n{advice}" if advice else ""), icon=":material/error:")
+    text = redact(str(error))
+    st.error(f"{prefix}{text}" + (f"\n\n{advice}" if advice else ""), icon=":material/error:")
 
 
 @dataclass
@@ -112,7 +114,8 @@ def user_errors(context: str = "", *, collect: list[str] | None = None) -> Itera
             show_error(error, context)
         else:
             advice = _advice(error)
-            collect.append(f"**{context}**: {error}" + (f" {advice}" if advice else ""))
+            text = redact(str(error))
+            collect.append(f"**{context}**: {text}" + (f" {advice}" if advice else ""))
 
 
 def show_problems(problems: list[str], title: str) -> None:

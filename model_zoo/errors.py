@@ -18,6 +18,7 @@ __all__ = [
     "MetadataVersionError",
     "ModelLoadError",
     "ModelNotFoundError",
+    "ModelTooLargeError",
     "NotCachedError",
     "StagingError",
     "UnsafeModelError",
@@ -30,6 +31,10 @@ class NotCachedError(ModelLoadError, FileNotFoundError):
 
 class HubUnreachableError(ModelLoadError, ConnectionError):
     """The Hub endpoint could not be reached and the model is not in the local cache."""
+
+
+class ModelTooLargeError(ModelLoadError):
+    """A Hub download would pass its byte limit (declared by the Hub, or counted while reading)."""
 
 
 class StagingError(TiledsegError, ValueError):

@@ -7,10 +7,18 @@ This module only turns its exceptions into messages that say what to do.
 
 from __future__ import annotations
 
+import contextlib
+import os
+import threading
 from pathlib import Path
 from typing import Any
 
-from model_zoo.errors import HubUnreachableError, ModelNotFoundError, NotCachedError
+from model_zoo.errors import (
+    HubUnreachableError,
+    ModelNotFoundError,
+    ModelTooLargeError,
+    NotCachedError,
+)
 from model_zoo.layout import HUB_ALLOW_PATTERNS
 
 __all__ = ["hub_cache_dir", "hub_endpoint", "is_offline", "snapshot", "upload_folder"]
@@ -25,6 +33,8 @@ def _hf() -> Any:
         import huggingface_hub
         import huggingface_hub.constants
         import huggingface_hub.errors
+        import huggingface_hub.file_download
+        import huggingface_hub.utils
     except ImportError as error:  # pragma: no cover - installed in every supported setup
         raise ImportError(f"Hub models need the huggingface_hub package: `{_PIP_HINT}`.") from error
     return huggingface_hub
@@ -47,7 +57,13 @@ def is_offline() -> bool:
     return bool(check() if callable(check) else constants.HF_HUB_OFFLINE)
 
 
-def snapshot(repo_id: str, revision: str | None = None, *, local_files_only: bool = False) -> Path:
+def snapshot(
+    repo_id: str,
+    revision: str | None = None,
+    *,
+    local_files_only: bool = False,
+    max_bytes: int | None = None,
+) -> Path:
     """Download (or find in the cache) the zoo files of ``repo_id`` at ``revision``.
 
     Only the repository layout's files are fetched (``HUB_ALLOW_PATTERNS``).
@@ -56,6 +72,10 @@ def snapshot(repo_id: str, revision: str | None = None, *, local_files_only: boo
         repo_id: str, ``ORG/NAME``.
         revision: str or None, a branch, tag or commit hash; None means ``main``.
         local_files_only: bool, default False. True looks in the cache only.
+        max_bytes: int >= 1 or None (no limit). The most bytes the download may take: the
+            file sizes the Hub declares are added up before anything is downloaded, and the
+            bytes received are counted while downloading (a server sending more than it
+            declared is cut off). Files already in the cache count too.
 
     Returns:
         Path of the snapshot folder; its name is the commit hash it holds.
@@ -64,23 +84,113 @@ def snapshot(repo_id: str, revision: str | None = None, *, local_files_only: boo
         NotCachedError: offline (or ``local_files_only``) and the revision is not cached.
         ModelNotFoundError: the repository or revision does not exist (or is not visible).
         HubUnreachableError: the endpoint cannot be reached and nothing is cached.
+        ModelTooLargeError: the files are (or turn out to be) larger than ``max_bytes``; the
+            partial download is removed.
 
     Example:
         >>> path = snapshot("tiledseg/unet-isic2017", "main")  # doctest: +SKIP
     """
+    if max_bytes is not None and (not isinstance(max_bytes, int) or max_bytes < 1):
+        raise ValueError(f"`max_bytes` must be an int >= 1 or None. Received: {max_bytes!r}")
     hf = _hf()
     label = f"{repo_id}@{revision or 'main'}"
+    bounded = max_bytes is not None and not local_files_only
     try:
+        options = {}
+        if bounded:
+            _check_declared_size(hf, repo_id, revision, max_bytes, label)
+            options["tqdm_class"] = _byte_budget(hf, max_bytes, label)
         folder = hf.snapshot_download(
             repo_id=repo_id,
             revision=revision,
             allow_patterns=HUB_ALLOW_PATTERNS,
             local_files_only=local_files_only,
             library_name="tiledseg",
+            **options,
         )
+    except ModelTooLargeError:
+        _remove_partial_downloads(hf, repo_id)
+        raise
     except Exception as error:
+        if bounded:
+            _remove_partial_downloads(hf, repo_id)
         raise _translate(error, label, local_files_only=local_files_only) from None
     return Path(folder)
+
+
+def _check_declared_size(hf: Any, repo_id: str, revision: str | None, limit: int, label: str):
+    """Refuse before downloading when the layout's files, as the Hub lists them, are too big."""
+    info = hf.HfApi(library_name="tiledseg").model_info(
+        repo_id, revision=revision or "main", files_metadata=True
+    )
+    names = list(
+        hf.utils.filter_repo_objects(
+            [s.rfilename for s in info.siblings or []], allow_patterns=HUB_ALLOW_PATTERNS
+        )
+    )
+    sizes = {s.rfilename: s.size for s in info.siblings or [] if s.rfilename in names}
+    for name, size in sizes.items():
+        if size is None:  # not listed: ask for the file's own headers
+            url = hf.hf_hub_url(repo_id, name, revision=info.sha)
+            sizes[name] = hf.get_hf_file_metadata(url).size
+    unknown = sorted(name for name, size in sizes.items() if size is None)
+    if unknown:
+        raise ModelTooLargeError(
+            f"{label}: the Hub does not say how large {', '.join(unknown)} is, so the download "
+            f"cannot be kept under its limit of {_megabytes(limit)}; nothing was downloaded."
+        )
+    total = sum(sizes.values())
+    if total > limit:
+        largest = max(sizes, key=sizes.get)
+        raise ModelTooLargeError(
+            f"{label} is {_megabytes(total)} to download ({len(sizes)} files, the largest "
+            f"{largest} at {_megabytes(sizes[largest])}), above the limit of {_megabytes(limit)}; "
+            "nothing was downloaded."
+        )
+
+
+def _byte_budget(hf: Any, limit: int, label: str) -> type:
+    """A tqdm class for ``snapshot_download`` that stops the download past ``limit`` bytes.
+
+    huggingface_hub reports every chunk it receives to the snapshot's byte progress bars
+    before writing it, so raising from ``update`` stops each file's download at that chunk.
+    """
+    counted = {"bytes": 0}
+    lock = threading.Lock()
+
+    class ByteBudget(hf.utils.tqdm):
+        def __init__(self, *args: Any, **kwargs: Any):
+            self._bytes = kwargs.get("unit") == "B"
+            super().__init__(*args, **kwargs)
+
+        def update(self, n: float | None = 1) -> bool | None:
+            if self._bytes and n:
+                with lock:
+                    # Each byte bar (received, written) sees every byte: keep the largest count.
+                    self._seen = getattr(self, "_seen", 0) + int(n)
+                    counted["bytes"] = max(counted["bytes"], self._seen)
+                    over = counted["bytes"] > limit
+                if over:
+                    raise ModelTooLargeError(
+                        f"{label} sent more than the limit of {_megabytes(limit)} (more than it "
+                        "declared); the download was stopped and its partial files removed."
+                    )
+            return super().update(n)
+
+    return ByteBudget
+
+
+def _remove_partial_downloads(hf: Any, repo_id: str) -> None:
+    folder = Path(hub_cache_dir()) / hf.file_download.repo_folder_name(
+        repo_id=repo_id, repo_type="model"
+    )
+    for partial in (folder / "blobs").glob("*.incomplete"):
+        with contextlib.suppress(OSError):  # already gone
+            os.remove(partial)
+
+
+def _megabytes(size: int) -> str:
+    return f"{size / 1024**2:.1f} MB"
 
 
 def upload_folder(

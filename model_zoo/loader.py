@@ -60,7 +60,13 @@ class ZooModel:
         return f"ZooModel(id={self.id!r}{pinned}, source={self.source!r}, path='{self.path}')"
 
 
-def load(ref: str | os.PathLike, revision: str | None = None) -> ZooModel:
+def load(
+    ref: str | os.PathLike,
+    revision: str | None = None,
+    *,
+    cache: bool = True,
+    max_bytes: int | None = None,
+) -> ZooModel:
     """Load a zoo model from any reference form, cached per process.
 
     Args:
@@ -68,6 +74,11 @@ def load(ref: str | os.PathLike, revision: str | None = None) -> ZooModel:
             ``model.keras``, a bundled id (``"unet-isic2017"``), a registry id, ``"ORG/NAME"``
             or ``"hf://ORG/NAME"``; Hub forms may end in ``@REVISION``.
         revision: str or None, a branch, tag or commit hash for Hub references.
+        cache: bool, default True: keep the model in this process's cache (and return a
+            cached one). False loads a new instance and keeps nothing, for a caller that
+            bounds its own cache (the app).
+        max_bytes: int or None, a limit on the bytes a Hub download may take (see
+            :func:`model_zoo.hub.snapshot`).
 
     Returns:
         ZooModel with ``.model``, ``.meta``, ``.card``, ``.path``.
@@ -77,6 +88,7 @@ def load(ref: str | os.PathLike, revision: str | None = None) -> ZooModel:
             and the accepted forms.
         NotCachedError: offline and not in the Hugging Face cache.
         HubUnreachableError: the Hub endpoint cannot be reached.
+        ModelTooLargeError: the Hub download would pass ``max_bytes``.
         MetadataVersionError: ``tiledseg.json`` is too new or too old.
         UnsafeModelError: Keras safe_mode refused the checkpoint.
         ModelLoadError: any other failure to load; all of these are ModelLoadError.
@@ -86,7 +98,9 @@ def load(ref: str | os.PathLike, revision: str | None = None) -> ZooModel:
         >>> zoo_model.meta.scale  # doctest: +SKIP
         PixelScale(mode='short_side', value=256)
     """
-    resolved = resolve(ref, revision)
+    resolved = resolve(ref, revision, max_bytes=max_bytes)
+    if not cache:
+        return _load_resolved(resolved)
     key = (str(resolved.path), resolved.revision)
     with _CACHE_LOCK:
         cached = _CACHE.get(key)

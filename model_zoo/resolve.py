@@ -63,7 +63,11 @@ def known_ids() -> list[str]:
 
 
 def resolve(
-    ref: str | os.PathLike, revision: str | None = None, *, refresh: bool = False
+    ref: str | os.PathLike,
+    revision: str | None = None,
+    *,
+    refresh: bool = False,
+    max_bytes: int | None = None,
 ) -> ResolvedRef:
     """Resolve a model reference to local files, downloading from the Hub if needed.
 
@@ -74,13 +78,16 @@ def resolve(
             registry pin). Must agree with an ``@REVISION`` suffix if both are given.
         refresh: bool, default False. True asks the Hub even when the revision is cached
             (``pull``); offline it falls back to the cache.
+        max_bytes: int or None, a limit on the bytes a Hub download may take (see
+            :func:`model_zoo.hub.snapshot`); None for no limit. Cached models are not affected.
 
     Returns:
         ResolvedRef; for Hub references ``revision`` is the commit hash of the snapshot.
 
     Raises:
         ModelNotFoundError: nothing matches (the message lists the accepted forms and known ids).
-        NotCachedError, HubUnreachableError: see :func:`model_zoo.hub.snapshot`.
+        NotCachedError, HubUnreachableError, ModelTooLargeError: see
+            :func:`model_zoo.hub.snapshot`.
         ModelLoadError: a revision was given for a local or bundled model.
 
     Example:
@@ -113,7 +120,7 @@ def resolve(
 
     if name.startswith(_HF_SCHEME):
         repo_id = _hub_repo_id(name[len(_HF_SCHEME) :], ref)
-        return _resolve_hub(ref, repo_id, repo_id, revision, refresh=refresh)
+        return _resolve_hub(ref, repo_id, repo_id, revision, refresh=refresh, max_bytes=max_bytes)
 
     if "/" not in name:
         if name in bundled_ids():
@@ -123,16 +130,27 @@ def resolve(
         if name in entries:
             entry = entries[name]
             return _resolve_hub(
-                ref, entry.id, entry.repo_id, revision or entry.revision, refresh=refresh
+                ref,
+                entry.id,
+                entry.repo_id,
+                revision or entry.revision,
+                refresh=refresh,
+                max_bytes=max_bytes,
             )
         raise ModelNotFoundError(_unknown_id_message(name))
 
     repo_id = _hub_repo_id(name, ref)
-    return _resolve_hub(ref, repo_id, repo_id, revision, refresh=refresh)
+    return _resolve_hub(ref, repo_id, repo_id, revision, refresh=refresh, max_bytes=max_bytes)
 
 
 def _resolve_hub(
-    ref: str, model_id: str, repo_id: str, revision: str | None, *, refresh: bool
+    ref: str,
+    model_id: str,
+    repo_id: str,
+    revision: str | None,
+    *,
+    refresh: bool,
+    max_bytes: int | None = None,
 ) -> ResolvedRef:
     folder = None
     if not refresh or hub.is_offline():
@@ -142,7 +160,7 @@ def _resolve_hub(
             if hub.is_offline():
                 raise
     if folder is None:
-        folder = hub.snapshot(repo_id, revision)
+        folder = hub.snapshot(repo_id, revision, max_bytes=max_bytes)
     commit = folder.name
     if not is_commit_hash(commit):  # the cache names snapshot folders by commit
         raise ModelLoadError(f"Unexpected Hub cache folder for {repo_id}: {folder}")
@@ -208,7 +226,9 @@ def _forms_text() -> str:
     return "\n".join(f"  - {form}" for form in ACCEPTED_FORMS)
 
 
-def pull(ref: str | os.PathLike, revision: str | None = None) -> Path:
+def pull(
+    ref: str | os.PathLike, revision: str | None = None, *, max_bytes: int | None = None
+) -> Path:
     """Make a model available locally and return its folder; Hub models are refreshed.
 
     For a Hub or registry reference this downloads the zoo files of the revision through
@@ -219,6 +239,7 @@ def pull(ref: str | os.PathLike, revision: str | None = None) -> Path:
     Args:
         ref: str or PathLike, any form in :data:`ACCEPTED_FORMS`.
         revision: str or None, a branch, tag or commit hash.
+        max_bytes: int or None, a limit on the download's bytes (:func:`model_zoo.hub.snapshot`).
 
     Returns:
         Path, the local folder (for a Hub model, the snapshot named by its commit hash).
@@ -230,4 +251,4 @@ def pull(ref: str | os.PathLike, revision: str | None = None) -> Path:
         >>> pull("hf://acme/unet-isic2017@main")  # doctest: +SKIP
         PosixPath('.../hub/models--acme--unet-isic2017/snapshots/3f2a...')
     """
-    return resolve(ref, revision, refresh=True).path
+    return resolve(ref, revision, refresh=True, max_bytes=max_bytes).path
