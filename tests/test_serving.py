@@ -304,7 +304,10 @@ def test_serving_urls_parse(url, expected):
 @pytest.mark.parametrize(
     ("url", "message"),
     [
-        ("http://h:8501/unet", "must start with grpc://"),
+        ("http://h:8501/unet", "not HTTP: write grpc://h:8500/unet (grpc:// is plaintext"),
+        ("https://h/v1/models/unet:predict", "not HTTP: write grpcs://h:8500/unet"),
+        ("http://h:9000/v1/models/unet/versions/2", "write grpc://h:9000/unet"),
+        ("ftp://h/unet", "must start with grpc:// (or grpcs:// for TLS)"),
         ("grpc://h:8500", "needs one model name"),
         ("grpc://h:8500/a/b", "needs one model name"),
         ("grpc://h:99999/unet", "port must be a number"),
@@ -317,6 +320,14 @@ def test_bad_serving_urls_say_what_was_received(url, message):
     with pytest.raises(ValueError) as raised:
         parse_serving_url(url)
     assert message in str(raised.value) and url in str(raised.value)
+
+
+@pytest.mark.parametrize("model_name", [None, "unet"])
+def test_an_http_target_is_never_turned_into_grpc_http(exports, model_name):
+    with pytest.raises(ValueError) as raised:
+        ServingModel("http://h:8501/unet", meta=exports.unet_dir, model_name=model_name)
+    message = str(raised.value)
+    assert "grpc://http" not in message and "write grpc://h:8500/unet" in message
 
 
 def test_bad_arguments_say_what_was_received(exports):

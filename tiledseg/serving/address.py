@@ -1,6 +1,8 @@
-"""Parse ``grpc://HOST:PORT[,HOST:PORT...]/MODEL[?version=N|label=L&signature=S]``.
+"""Parse ``grpc[s]://HOST:PORT[,HOST:PORT...]/MODEL[?version=N|label=L&signature=S]``.
 
-No gRPC or TensorFlow here, so the CLI can check a URL before importing either.
+``grpc://`` is plaintext; ``grpcs://`` is TLS (the server's certificate checked against the
+system's roots or a given CA file). No gRPC or TensorFlow here, so the CLI can check a URL
+before importing either.
 """
 
 from __future__ import annotations
@@ -15,9 +17,10 @@ __all__ = ["DEFAULT_PORT", "DEFAULT_SIGNATURE", "ServingAddress", "parse_serving
 
 DEFAULT_PORT = 8500  # TF Serving's gRPC port (8501 is its REST port)
 DEFAULT_SIGNATURE = "serving_default"
-_SCHEME = "grpc"
+REST_PORT = 8501  # TF Serving's REST port: a URL with it was probably copied from a REST client
+_SCHEME, _TLS_SCHEME = "grpc", "grpcs"
 _QUERY_KEYS = ("version", "label", "signature")
-_FORM = "grpc://HOST:PORT/MODEL_NAME[?version=N|label=L&signature=serving_default]"
+_FORM = "grpc[s]://HOST:PORT/MODEL_NAME[?version=N|label=L&signature=serving_default]"
 
 
 @dataclass(frozen=True)
@@ -30,6 +33,7 @@ class ServingAddress:
         version: int or None, a fixed version (None: the latest the server has).
         version_label: str or None, a label from the server's ``models.config``.
         signature: str, the SignatureDef to call.
+        tls: bool, whether the channel is TLS (``grpcs://``).
     """
 
     endpoints: tuple[tuple[str, int], ...]
@@ -37,6 +41,7 @@ class ServingAddress:
     version: int | None = None
     version_label: str | None = None
     signature: str = DEFAULT_SIGNATURE
+    tls: bool = False
 
     @property
     def targets(self) -> list[str]:
@@ -56,7 +61,8 @@ class ServingAddress:
         """Build an address from a URL or ``HOST:PORT`` plus keyword arguments.
 
         Args:
-            target: str, a ``grpc://`` URL (see :func:`parse_serving_url`) or ``HOST[:PORT]``.
+            target: str, a ``grpc://`` or ``grpcs://`` URL (see :func:`parse_serving_url`) or
+                ``HOST[:PORT]`` (plaintext).
             model_name, version, version_label, signature: each None (from the URL) or a value;
                 required for ``model_name`` with ``HOST:PORT``. A value the URL also gives
                 differently is an error.
@@ -73,7 +79,7 @@ class ServingAddress:
         """
         if not isinstance(target, str) or not target.strip():
             raise TypeError(f"`target` must be a grpc:// URL or HOST:PORT. Received: {target!r}")
-        if target.startswith(f"{_SCHEME}://"):
+        if "://" in target:  # a URL: grpc:// and grpcs:// parse, any other scheme is explained
             address = parse_serving_url(target)
         elif not model_name:
             raise ValueError(
@@ -111,7 +117,7 @@ class ServingAddress:
         return address
 
     def url(self) -> str:
-        """The address written back as a ``grpc://`` URL."""
+        """The address written back as a ``grpc://`` (or ``grpcs://``) URL."""
         query = {}
         if self.version is not None:
             query["version"] = str(self.version)
@@ -120,32 +126,46 @@ class ServingAddress:
         if self.signature != DEFAULT_SIGNATURE:
             query["signature"] = self.signature
         tail = f"?{urllib.parse.urlencode(query)}" if query else ""
-        return f"{_SCHEME}://{','.join(self.targets)}/{self.model_name}{tail}"
+        scheme = _TLS_SCHEME if self.tls else _SCHEME
+        return f"{scheme}://{','.join(self.targets)}/{self.model_name}{tail}"
 
 
 def parse_serving_url(url: str) -> ServingAddress:
     """Parse a TF Serving URL.
 
     Args:
-        url: str, ``grpc://HOST[:PORT][,HOST[:PORT]...]/MODEL_NAME`` with an optional query
-            ``version=N`` or ``label=L`` (not both) and ``signature=NAME``. PORT defaults to
-            8500; IPv6 hosts are written in brackets (``grpc://[::1]:8500/unet``).
+        url: str, ``grpc://HOST[:PORT][,HOST[:PORT]...]/MODEL_NAME`` (plaintext) or
+            ``grpcs://...`` (TLS), with an optional query ``version=N`` or ``label=L`` (not
+            both) and ``signature=NAME``. PORT defaults to 8500; IPv6 hosts are written in
+            brackets (``grpc://[::1]:8500/unet``).
 
     Returns:
         A :class:`ServingAddress`.
 
     Raises:
-        ValueError: the URL is not of that form; the message shows the form and the URL.
+        ValueError: the URL is not of that form; the message shows the form and the URL (and
+            for an ``http(s)://`` URL, the gRPC URL it probably means).
 
     Example:
         >>> parse_serving_url("grpc://serving:8500/unet-isic2017?version=3").version
         3
+        >>> parse_serving_url("grpcs://serving.example.org/unet").tls
+        True
     """
     if not isinstance(url, str):
         raise TypeError(f"`url` must be a string {_FORM}. Received: url={url!r}")
     parts = urllib.parse.urlsplit(url.strip())
-    if parts.scheme != _SCHEME:
-        raise ValueError(f"A serving URL must start with grpc://, as in {_FORM}. Received: {url!r}")
+    if parts.scheme in ("http", "https"):
+        raise ValueError(
+            "TF Serving is reached over gRPC, not HTTP: write "
+            f"{_grpc_equivalent(parts)} (grpc:// is plaintext, grpcs:// TLS; 8500 is TF "
+            f"Serving's gRPC port, {REST_PORT} its REST port). Received: {url!r}"
+        )
+    if parts.scheme not in (_SCHEME, _TLS_SCHEME):
+        raise ValueError(
+            f"A serving URL must start with grpc:// (or grpcs:// for TLS), as in {_FORM}. "
+            f"Received: {url!r}"
+        )
     if not parts.netloc:
         raise ValueError(f"A serving URL needs a host, as in {_FORM}. Received: {url!r}")
     endpoints = tuple(_endpoint(item, url) for item in parts.netloc.split(","))
@@ -175,8 +195,31 @@ def parse_serving_url(url: str) -> ServingAddress:
     if version is not None and label is not None:
         raise ValueError(f"Give `version` or `label`, not both. Received: {url!r}")
     return ServingAddress(
-        endpoints, model_name, version, label, values.get("signature", DEFAULT_SIGNATURE)
+        endpoints,
+        model_name,
+        version,
+        label,
+        values.get("signature", DEFAULT_SIGNATURE),
+        tls=parts.scheme == _TLS_SCHEME,
     )
+
+
+def _grpc_equivalent(parts: urllib.parse.SplitResult) -> str:
+    """The gRPC URL an ``http(s)://`` TF Serving URL (REST form or not) most likely means."""
+    scheme = _TLS_SCHEME if parts.scheme == "https" else _SCHEME
+    host = parts.hostname or "HOST"
+    host = f"[{host}]" if ":" in host else host
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    port = DEFAULT_PORT if port in (None, REST_PORT) else port
+    # REST paths look like /v1/models/NAME[/versions/N][:predict].
+    path = [part for part in parts.path.split("/") if part]
+    if len(path) >= 3 and path[0] == "v1" and path[1] == "models":
+        path = [path[2]]
+    name = path[0].split(":")[0] if len(path) == 1 else "MODEL_NAME"
+    return f"{scheme}://{host}:{port}/{name or 'MODEL_NAME'}"
 
 
 def _endpoint(item: str, url: str) -> tuple[str, int]:
