@@ -41,6 +41,7 @@ __all__ = [
     "LOCAL_MODELS_ENV",
     "MODEL_CACHE_MB_ENV",
     "SERVED_PREFIX",
+    "SERVING_CA_ENV",
     "SERVING_META_ENV",
     "SERVING_URL_ENV",
     "LoadedModel",
@@ -62,6 +63,7 @@ __all__ = [
 DEFAULT_MODEL = "unet-isic2017"
 SERVING_URL_ENV = "TILEDSEG_SERVING_URL"
 SERVING_META_ENV = "TILEDSEG_SERVING_META"
+SERVING_CA_ENV = "TILEDSEG_SERVING_CA"  # the CA file for a grpcs:// TILEDSEG_SERVING_URL
 SERVED_PREFIX = "served:"
 DEFAULT_MODEL_ENV = "TILEDSEG_DEFAULT_MODEL"
 MODEL_CACHE_MB_ENV = "TILEDSEG_APP_MODEL_CACHE_MB"
@@ -191,7 +193,8 @@ def _load_served(ref: str, url: str) -> LoadedModel:
         )
     name = parse_serving_url(url).model_name
     meta_source = os.environ.get(SERVING_META_ENV, "").strip() or name
-    served = ServingModel(url, meta=meta_source).check()
+    ca_file = os.environ.get(SERVING_CA_ENV, "").strip() or None
+    served = ServingModel(url, meta=meta_source, ca_file=ca_file).check()
     zoo = ServedModel(served, ref, meta_source)
     key = f"{url}@{served.served_version}"
     return LoadedModel(zoo=zoo, ref=ref, revision=None, key=key, exclusive=False)

@@ -6,6 +6,11 @@ pixel values 0..255 of any height and width (multiples of the model's downsampli
 and returning ``probabilities`` at the same height and width. ``tiledseg.json`` is copied to
 ``assets.extra/`` (which TF Serving ignores) so a client can read the inference settings.
 
+A second signature, ``tiledseg_metadata`` (:data:`tiledseg.serving.meta.META_SIGNATURE`), takes
+the same ``images`` and returns, per image, ``sha256``: the fingerprint of that tiledseg.json
+(:func:`tiledseg.serving.meta.meta_fingerprint`), and ``name``: the model's name. The client
+asks for it and refuses metadata that is not the served model's.
+
 This is the only module of the zoo that imports TensorFlow: the export is TF's format.
 """
 
@@ -28,6 +33,12 @@ from model_zoo.layout import (
 )
 from model_zoo.loader import ZooModel, load
 from tiledseg._validation import validate_choice
+from tiledseg.serving.meta import (
+    FINGERPRINT_OUTPUT,
+    META_NAME_OUTPUT,
+    META_SIGNATURE,
+    meta_fingerprint,
+)
 
 __all__ = ["EXPORT_FORMATS", "EXPORT_TOLERANCE", "export_savedmodel"]
 
@@ -106,16 +117,23 @@ def _write_savedmodel(tf: Any, zoo_model: ZooModel, folder: Path) -> None:
     archive = keras.export.ExportArchive()
     archive.track(model)
 
+    images_spec = tf.TensorSpec([None, None, None, channels], tf.float32, name=SERVING_INPUT_NAME)
+    fingerprint = meta_fingerprint(zoo_model.meta)
+    name = zoo_model.meta.name or zoo_model.id
+
     def serve(images):
         return {SERVING_OUTPUT_NAME: model(images, training=False)}
 
-    archive.add_endpoint(
-        SERVING_SIGNATURE,
-        serve,
-        input_signature=[
-            tf.TensorSpec([None, None, None, channels], tf.float32, name=SERVING_INPUT_NAME)
-        ],
-    )
+    def metadata(images):
+        # One value per image, so a batching server can split the answer like any other.
+        count = tf.shape(images)[:1]
+        return {
+            FINGERPRINT_OUTPUT: tf.fill(count, tf.constant(fingerprint)),
+            META_NAME_OUTPUT: tf.fill(count, tf.constant(name)),
+        }
+
+    archive.add_endpoint(SERVING_SIGNATURE, serve, input_signature=[images_spec])
+    archive.add_endpoint(META_SIGNATURE, metadata, input_signature=[images_spec])
     archive.write_out(str(folder), verbose=False)
 
 
@@ -126,9 +144,17 @@ def _check_export(tf: Any, zoo_model: ZooModel, folder: Path) -> None:
     shape = (2, side, width, zoo_model.meta.input_channels)
     images = rng.uniform(0, 255, shape).astype("float32")
     expected = np.asarray(zoo_model.model(tf.constant(images), training=False))
-    served = tf.saved_model.load(str(folder)).signatures[SERVING_SIGNATURE]
+    loaded = tf.saved_model.load(str(folder))
+    served = loaded.signatures[SERVING_SIGNATURE]
     actual = served(**{SERVING_INPUT_NAME: tf.constant(images)})[SERVING_OUTPUT_NAME].numpy()
     difference = float(np.max(np.abs(actual - expected)))
+    answer = loaded.signatures[META_SIGNATURE](**{SERVING_INPUT_NAME: tf.constant(images)})
+    fingerprints = {value.decode() for value in answer[FINGERPRINT_OUTPUT].numpy()}
+    if fingerprints != {meta_fingerprint(zoo_model.meta)}:
+        raise ModelLoadError(
+            f"The SavedModel export of {zoo_model.id} serves the fingerprint(s) "
+            f"{sorted(fingerprints)}, not its metadata's; nothing was written."
+        )
     if actual.shape != expected.shape or difference > EXPORT_TOLERANCE:
         raise ModelLoadError(
             f"The SavedModel export of {zoo_model.id} does not reproduce the Keras model "

@@ -15,7 +15,10 @@ config reloading, REST, monitoring) is absent.
 
 Test knobs: random per-request delays (responses come back out of order), failing the first N
 Predict calls with UNAVAILABLE, sleeping past a deadline, a maximum batch size, stopping the whole
-server after N Predict calls, and a small gRPC receive limit.
+server after N Predict calls, and a small gRPC receive limit. The knobs and the Predict counts
+are about the tiles: calls to the export's metadata signature (``tiledseg_metadata``, one per
+client check) are answered at once and counted apart. With ``tls=(key, certificate)`` the port
+is TLS (``grpcs://``), as TF Serving's ``--ssl_config_file`` makes it.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ from tensorflow_serving.apis import (
 )
 
 _DEFAULT_SIGNATURE = "serving_default"  # tensorflow/cc/saved_model/signature_constants.h
+_META_SIGNATURE = "tiledseg_metadata"  # model_zoo.export's metadata signature
 
 
 @dataclass
@@ -47,6 +51,7 @@ class PeerStats:
     """What the peer saw, for the tests' assertions."""
 
     predict_calls: int = 0
+    metadata_calls: int = 0
     failed_on_purpose: int = 0
     batch_sizes: list[int] = field(default_factory=list)
     versions: list[int] = field(default_factory=list)
@@ -87,6 +92,7 @@ class ProtocolPeer(
         stop_after: after this many Predict calls, the server stops (connections close).
         max_receive_mb: the server's gRPC receive limit (TF Serving uses INT_MAX).
         seed: for the delays.
+        tls: ``(private_key_pem, certificate_chain_pem)`` to serve TLS, or None (plaintext).
     """
 
     def __init__(
@@ -101,6 +107,7 @@ class ProtocolPeer(
         stop_after: int | None = None,
         max_receive_mb: int | None = None,
         seed: int = 0,
+        tls: tuple[bytes, bytes] | None = None,
     ):
         self.models = {
             name: {int(v): _load(Path(path).resolve()) for v, path in versions.items()}
@@ -125,7 +132,12 @@ class ProtocolPeer(
         )
         prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(self, self._server)
         model_service_pb2_grpc.add_ModelServiceServicer_to_server(self, self._server)
-        self.port = self._server.add_insecure_port("127.0.0.1:0")
+        self.tls = tls is not None
+        if tls is None:
+            self.port = self._server.add_insecure_port("127.0.0.1:0")
+        else:
+            credentials = grpc.ssl_server_credentials([tls])
+            self.port = self._server.add_secure_port("127.0.0.1:0", credentials)
         self.stopped = threading.Event()
 
     @property
@@ -133,7 +145,8 @@ class ProtocolPeer(
         return f"127.0.0.1:{self.port}"
 
     def url(self, model: str, query: str = "") -> str:
-        return f"grpc://{self.target}/{model}" + (f"?{query}" if query else "")
+        scheme = "grpcs" if self.tls else "grpc"
+        return f"{scheme}://{self.target}/{model}" + (f"?{query}" if query else "")
 
     def start(self) -> ProtocolPeer:
         self._server.start()
@@ -146,6 +159,11 @@ class ProtocolPeer(
     # --- PredictionService -------------------------------------------------------------------
 
     def Predict(self, request, context):
+        if request.model_spec.signature_name == _META_SIGNATURE:
+            with self._lock:
+                self.stats.metadata_calls += 1
+            version, servable = self._servable(request.model_spec, context)
+            return self._run(request, context, version, servable, _META_SIGNATURE)
         with self._lock:
             self.stats.predict_calls += 1
             number = self.stats.predict_calls
@@ -190,29 +208,39 @@ class ProtocolPeer(
                     f"{self.max_batch_size}",
                 )
             time.sleep(delay)
-            function = servable.loaded.signatures[name]
-            try:
-                outputs = function(**{k: tf.constant(v) for k, v in inputs.items()})
-            except (tf.errors.InvalidArgumentError, TypeError, ValueError) as error:
-                context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(error).splitlines()[0])
-            wanted = list(request.output_filter) or list(outputs)
-            response = predict_pb2.PredictResponse()
-            response.model_spec.name = request.model_spec.name
-            response.model_spec.version.value = version
-            response.model_spec.signature_name = name
-            for alias in wanted:
-                if alias not in outputs:
-                    context.abort(
-                        grpc.StatusCode.INVALID_ARGUMENT,
-                        f"output tensor alias not found in signature: {alias}",
-                    )
-                response.outputs[alias].CopyFrom(tf.make_tensor_proto(outputs[alias].numpy()))
+            response = self._run(request, context, version, servable, name)
             with self._lock:
                 self.stats.completions.append(number)
             return response
         finally:
             with self._lock:
                 self.stats.in_flight -= 1
+
+    def _run(self, request, context, version: int, servable: _Servable, name: str):
+        if name not in servable.signature_defs:
+            context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f'Serving signature name: "{name}" not found in signature def',
+            )
+        inputs = {alias: tf.make_ndarray(proto) for alias, proto in request.inputs.items()}
+        function = servable.loaded.signatures[name]
+        try:
+            outputs = function(**{k: tf.constant(v) for k, v in inputs.items()})
+        except (tf.errors.InvalidArgumentError, TypeError, ValueError) as error:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(error).splitlines()[0])
+        wanted = list(request.output_filter) or list(outputs)
+        response = predict_pb2.PredictResponse()
+        response.model_spec.name = request.model_spec.name
+        response.model_spec.version.value = version
+        response.model_spec.signature_name = name
+        for alias in wanted:
+            if alias not in outputs:
+                context.abort(
+                    grpc.StatusCode.INVALID_ARGUMENT,
+                    f"output tensor alias not found in signature: {alias}",
+                )
+            response.outputs[alias].CopyFrom(tf.make_tensor_proto(outputs[alias].numpy()))
+        return response
 
     def GetModelMetadata(self, request, context):
         # tensorflow_serving/servables/tensorflow/get_model_metadata_impl.cc

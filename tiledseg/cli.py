@@ -142,7 +142,8 @@ def _serving_flags(parser: argparse.ArgumentParser) -> None:
         "--serving",
         metavar="URL",
         type=_text("--serving"),
-        help="grpc://HOST:8500/MODEL_NAME[?version=N|label=L&signature=serving_default]",
+        help="grpc://HOST:8500/MODEL_NAME[?version=N|label=L&signature=serving_default]; "
+        "grpcs:// for TLS",
     )
     group.add_argument(
         "--meta",
@@ -164,6 +165,13 @@ def _serving_flags(parser: argparse.ArgumentParser) -> None:
         "--max-message-mb",
         type=_number("max_message_mb", integer=True, low=1),
         help="gRPC message size limit (default 512)",
+    )
+    group.add_argument(
+        "--ca-file",
+        metavar="PEM",
+        type=_text("--ca-file"),
+        help="for a grpcs:// URL: the certificate authority that signed the server's "
+        "certificate (default: the system's roots)",
     )
 
 
@@ -285,6 +293,7 @@ def _serving_model(args: argparse.Namespace) -> Any:
         "max_in_flight": args.max_in_flight,
         "deadline_s": args.deadline,
         "max_message_mb": args.max_message_mb,
+        "ca_file": args.ca_file,
     }
     try:
         model = ServingModel(

@@ -23,6 +23,7 @@ from tiledseg.serving.address import (
 )
 from tiledseg.serving.errors import (
     BatchTooLargeError,
+    ServedModelMismatchError,
     ServedModelNotFoundError,
     ServingError,
     ServingRequestError,
@@ -30,12 +31,14 @@ from tiledseg.serving.errors import (
     ServingUnreachableError,
     SignatureMismatchError,
 )
-from tiledseg.serving.meta import read_serving_meta
+from tiledseg.serving.meta import META_SIGNATURE, meta_fingerprint, read_serving_meta
 
 __all__ = [
     "DEFAULT_PORT",
     "DEFAULT_SIGNATURE",
+    "META_SIGNATURE",
     "BatchTooLargeError",
+    "ServedModelMismatchError",
     "ServedModelNotFoundError",
     "ServingAddress",
     "ServingError",
@@ -44,6 +47,7 @@ __all__ = [
     "ServingTimeoutError",
     "ServingUnreachableError",
     "SignatureMismatchError",
+    "meta_fingerprint",
     "parse_serving_url",
     "read_serving_meta",
 ]

@@ -12,10 +12,13 @@ TensorProto conversions the serving API is defined with) and gRPC.
 
 from __future__ import annotations
 
+import os
 import random
 import re
 import threading
 import time
+import warnings
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -34,13 +37,20 @@ from tiledseg._validation import validate_range
 from tiledseg.serving.address import ServingAddress
 from tiledseg.serving.errors import (
     BatchTooLargeError,
+    ServedModelMismatchError,
     ServedModelNotFoundError,
     ServingRequestError,
     ServingTimeoutError,
     ServingUnreachableError,
     SignatureMismatchError,
 )
-from tiledseg.serving.meta import read_serving_meta
+from tiledseg.serving.meta import (
+    FINGERPRINT_OUTPUT,
+    META_NAME_OUTPUT,
+    META_SIGNATURE,
+    meta_fingerprint,
+    read_serving_meta,
+)
 from tiledseg.serving.signature import check_signature
 
 __all__ = ["ServingModel"]
@@ -50,6 +60,8 @@ _RETRYABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
 _MESSAGE_OVERHEAD = 64 * 1024
 # TF Serving's own wording (tensorflow/core/kernels/batching_util/shared_batch_scheduler.h).
 _BATCH_LIMIT = re.compile(r"larger than maximum input batch size (\d+)")
+# gRPC's words for a failed TLS handshake (BoringSSL's, through grpc core).
+_TLS_FAILURE = re.compile(r"ssl|tls|handshake|certificate", re.IGNORECASE)
 
 
 class ServingModel:
@@ -57,8 +69,9 @@ class ServingModel:
 
     Args:
         target: str, ``grpc://HOST:PORT[,HOST:PORT...]/MODEL_NAME[?version=N|label=L&
-            signature=S]``, or ``HOST:PORT`` together with ``model_name``. With several
-            endpoints the batches go round-robin over them (and a retry goes to the next one).
+            signature=S]`` (``grpcs://`` for TLS), or ``HOST:PORT`` together with
+            ``model_name``. With several endpoints the batches go round-robin over them (and a
+            retry goes to the next one).
         meta: the model's zoo metadata (scale, tile, threshold, downsampling...): a path to
             ``tiledseg.json`` or to the exported version folder, a zoo id, a ``ModelMeta`` or a
             dict (see :func:`tiledseg.serving.read_serving_meta`). Required: TF Serving does
@@ -76,13 +89,22 @@ class ServingModel:
         backoff_s: float >= 0, default 0.2.
         max_message_mb: int in [1, 2047], default 512: gRPC send/receive limit in MiB (gRPC's
             own default, 4 MiB, is one 512² tile).
+        ca_file: str, PathLike or None: for a ``grpcs://`` URL, the PEM file of the
+            certificate authority that signed the server's certificate; None trusts the
+            system's roots.
 
+    The served model is checked against ``meta``: an export by ``python -m model_zoo export``
+    serves the fingerprint of the metadata it was made from (signature ``tiledseg_metadata``),
+    and :meth:`check` refuses a different one (:class:`ServedModelMismatchError`). A SavedModel
+    without it (a plain ``keras.Model.export``) is used with a warning.
     Attributes:
         meta: the ``ModelMeta``.
         address: the :class:`ServingAddress`.
         served_version: int or None, the version the server answered with (after :meth:`check`);
             every later request asks for it, so all tiles of all images come from one version
             (make a new ServingModel to pick up a newer one).
+        served_fingerprint: str or None, the fingerprint the served model answered with (after
+            :meth:`check`; None when it serves none).
 
     Raises:
         ValueError, TypeError: an argument is invalid.
@@ -110,6 +132,7 @@ class ServingModel:
         retries: int = 3,
         backoff_s: float = 0.2,
         max_message_mb: int = 512,
+        ca_file: str | os.PathLike | None = None,
     ):
         self.address = ServingAddress.from_target(
             target,
@@ -138,13 +161,19 @@ class ServingModel:
         self.backoff_s = float(backoff_s)
         self.max_message_bytes = max_message_mb * 1024 * 1024
         self.served_version: int | None = None
+        self.served_fingerprint: str | None = None
+        credentials = _channel_credentials(self.address.tls, ca_file)
         options = [
             ("grpc.max_send_message_length", self.max_message_bytes),
             ("grpc.max_receive_message_length", self.max_message_bytes),
             # Spread calls over every address a name resolves to (scaled-out replicas).
             ("grpc.lb_policy_name", "round_robin"),
         ]
-        self._channels = [grpc.insecure_channel(t, options=options) for t in self.address.targets]
+        targets = self.address.targets
+        if credentials is None:
+            self._channels = [grpc.insecure_channel(t, options=options) for t in targets]
+        else:
+            self._channels = [grpc.secure_channel(t, credentials, options) for t in targets]
         self._predict = [
             prediction_service_pb2_grpc.PredictionServiceStub(c) for c in self._channels
         ]
@@ -215,6 +244,7 @@ class ServingModel:
             ServingUnreachableError: no answer from the server.
             ServedModelNotFoundError: no such model, version or label (lists what exists).
             SignatureMismatchError: no such signature, or its input/output don't fit.
+            ServedModelMismatchError: the served model was exported from other metadata.
         """
         with self._check_lock:
             if self._input_name is not None:
@@ -234,8 +264,45 @@ class ServingModel:
             )
             if response.model_spec.HasField("version"):
                 self.served_version = int(response.model_spec.version.value)
+            if META_SIGNATURE in signatures.signature_def:
+                self._check_fingerprint(signatures.signature_def[META_SIGNATURE])
+            else:
+                warnings.warn(
+                    f"{self._described()} serves no metadata fingerprint (signature "
+                    f"{META_SIGNATURE!r}): it was not exported by `python -m model_zoo export`, "
+                    "so the metadata given cannot be checked against it.",
+                    stacklevel=2,
+                )
             self._input_name, self._output_name = input_name, output_name
         return self
+
+    def _check_fingerprint(self, signature: Any) -> None:
+        """Ask the export's metadata signature for its fingerprint; refuse a different one."""
+        request = predict_pb2.PredictRequest()
+        spec = self._spec()
+        spec.signature_name = META_SIGNATURE
+        request.model_spec.CopyFrom(spec)
+        probe = np.zeros((1, 1, 1, self.meta.input_channels), np.float32)
+        for alias in signature.inputs:  # the export's one input, "images"
+            request.inputs[alias].CopyFrom(tf.make_tensor_proto(probe))
+        request.output_filter.extend([FINGERPRINT_OUTPUT, META_NAME_OUTPUT])
+        response = self._call("Predict", request)
+        served = _first_text(response.outputs.get(FINGERPRINT_OUTPUT))
+        name = _first_text(response.outputs.get(META_NAME_OUTPUT))
+        expected = meta_fingerprint(self.meta)
+        self.served_fingerprint = served
+        if served != expected:
+            raise ServedModelMismatchError(
+                f"{self._described()} was exported from the metadata of "
+                f"{name or 'another model'!r} (fingerprint {str(served)[:12]}), but the metadata "
+                "given is "
+                f"{self.meta.name or 'unnamed'!r} (fingerprint {expected[:12]}): its scale, "
+                "tiles and threshold are not this network's, so nothing was run. Pass the served "
+                "model's own metadata with --meta: its export folder (BASE/NAME/VERSION, which "
+                "holds assets.extra/tiledseg.json) or the zoo id it was exported from.",
+                served=str(served),
+                expected=expected,
+            )
 
     def _check_size(self, batch: np.ndarray) -> None:
         outputs = batch.nbytes // batch.shape[-1] * max(1, len(self.meta.classes))
@@ -292,8 +359,8 @@ class ServingModel:
         tries = f"{attempts} attempt(s)"
         if code == grpc.StatusCode.UNAVAILABLE:
             return ServingUnreachableError(
-                f"Cannot reach TF Serving at {target} after {tries} ({details}). Is the server "
-                f"running, and is {port} its gRPC port (--port, 8500 by default; 8501 is REST)?",
+                f"Cannot reach TF Serving at {target} after {tries} ({details}). "
+                + self._unreachable_hint(details, port),
                 host=host,
                 port=port,
             )
@@ -321,6 +388,27 @@ class ServingModel:
             return SignatureMismatchError(f"{self._described()}: {details}")
         return ServingRequestError(
             f"TF Serving at {target} answered {code.name}: {details}", code=code.name
+        )
+
+    def _unreachable_hint(self, details: str, port: int) -> str:
+        if self.address.tls and _TLS_FAILURE.search(details):
+            if "WRONG_VERSION_NUMBER" in details or "wrong version number" in details.lower():
+                return (
+                    "The server does not speak TLS on that port: use grpc:// for a plaintext "
+                    "server, or enable TLS on it (--ssl_config_file)."
+                )
+            return (
+                "The TLS handshake failed: the server's certificate is not trusted, or does "
+                "not name this host. Give the certificate authority that signed it with "
+                "--ca-file (ServingModel(ca_file=...)), or use the host name in its certificate."
+            )
+        if not self.address.tls:
+            tls_hint = " If the server uses TLS, write grpcs:// instead of grpc://."
+        else:
+            tls_hint = ""
+        return (
+            f"Is the server running, and is {port} its gRPC port (--port, 8500 by default; "
+            f"8501 is REST)?{tls_hint}"
         )
 
     def _not_found(self, details: str, index: int) -> ServedModelNotFoundError:
@@ -392,3 +480,39 @@ class ServingModel:
         return f"ServingModel({self.address.url()!r}, batch_size={self.batch_size}, " + (
             f"max_in_flight={self.max_in_flight})"
         )
+
+
+def _channel_credentials(tls: bool, ca_file: str | os.PathLike | None) -> Any:
+    """gRPC channel credentials for a ``grpcs://`` address (None: plaintext)."""
+    if ca_file is not None and not tls:
+        raise ValueError(
+            "`ca_file` is for TLS: write the URL as grpcs://HOST:PORT/MODEL_NAME. "
+            f"Received: ca_file={os.fspath(ca_file)!r} with a grpc:// URL"
+        )
+    if not tls:
+        return None
+    roots = None
+    if ca_file is not None:
+        path = Path(ca_file).expanduser()
+        try:
+            roots = path.read_bytes()
+        except OSError as error:
+            raise ValueError(
+                f"Cannot read the CA file {path} ({error.strerror or error}): give the PEM file "
+                "of the authority that signed the server's certificate."
+            ) from None
+        if b"-----BEGIN CERTIFICATE-----" not in roots:
+            raise ValueError(
+                f"The CA file {path} holds no PEM certificate (-----BEGIN CERTIFICATE-----)."
+            )
+    return grpc.ssl_channel_credentials(root_certificates=roots)
+
+
+def _first_text(proto: Any) -> str | None:
+    if proto is None:
+        return None
+    values = tf.make_ndarray(proto).reshape(-1)
+    if values.size == 0:
+        return None
+    value = values[0]
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)

@@ -10,6 +10,7 @@ from tiledseg.errors import TiledsegError
 
 __all__ = [
     "BatchTooLargeError",
+    "ServedModelMismatchError",
     "ServedModelNotFoundError",
     "ServingError",
     "ServingRequestError",
@@ -48,6 +49,15 @@ class ServedModelNotFoundError(ServingError, LookupError):
     def __init__(self, message: str, *, model_name: str, available: list[tuple[int, str]]):
         self.model_name = model_name
         self.available = available
+        super().__init__(message)
+
+
+class ServedModelMismatchError(ServingError, ValueError):
+    """The served model was exported from other metadata than the one given (``--meta``)."""
+
+    def __init__(self, message: str, *, served: str, expected: str):
+        self.served = served
+        self.expected = expected
         super().__init__(message)
 
 

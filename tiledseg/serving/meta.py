@@ -4,10 +4,16 @@ TF Serving does not serve ``tiledseg.json``; the export puts it in ``assets.extr
 version folder (which the server ignores), and the zoo keeps it with every model. The client
 needs it for the scale, tile, overlap, blend, threshold and downsampling factor. A zoo id is
 looked up through the installed model resolvers (:func:`tiledseg.loading.read_model_meta`).
+
+So that metadata and network cannot be mixed up, the export also serves a fingerprint of the
+metadata it was made from (:func:`meta_fingerprint`), as the constant outputs of a second
+signature, :data:`META_SIGNATURE`; the client compares it with the metadata it was given.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -16,7 +22,44 @@ from tiledseg.contract import META_FILE, SAVEDMODEL_META_FILE, ModelMeta, load_m
 from tiledseg.errors import ModelLoadError
 from tiledseg.loading import read_model_meta
 
-__all__ = ["read_serving_meta"]
+__all__ = [
+    "FINGERPRINT_OUTPUT",
+    "META_NAME_OUTPUT",
+    "META_SIGNATURE",
+    "meta_fingerprint",
+    "read_serving_meta",
+]
+
+# The export's metadata signature: it takes the model's own input (any batch of images) and
+# returns, per image, the fingerprint of its tiledseg.json and the model's name.
+META_SIGNATURE = "tiledseg_metadata"
+FINGERPRINT_OUTPUT = "sha256"
+META_NAME_OUTPUT = "name"
+
+
+def meta_fingerprint(meta: Any) -> str:
+    """The SHA-256 of a model's metadata in canonical JSON (sorted keys, no spaces).
+
+    ``format_version`` is left out, so a newer tiledseg that writes the same settings under a
+    newer minor version gives the same fingerprint.
+
+    Args:
+        meta: a ``ModelMeta``, or anything :func:`read_serving_meta` accepts.
+
+    Returns:
+        str, 64 hexadecimal digits.
+
+    Example:
+        >>> from tiledseg.contract import ModelMeta
+        >>> meta_fingerprint(ModelMeta(name="a")) == meta_fingerprint(ModelMeta(name="a"))
+        True
+        >>> meta_fingerprint(ModelMeta(name="a")) == meta_fingerprint(ModelMeta(name="b"))
+        False
+    """
+    data = dict(read_serving_meta(meta).to_dict())
+    data.pop("format_version", None)
+    text = json.dumps(data, sort_keys=True, separators=(",", ":"), allow_nan=False)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def read_serving_meta(source: Any, version: int | None = None) -> Any:
