@@ -46,6 +46,13 @@ AUGMENT_DEFAULTS: dict[str, Any] = {
     "hue": 0.0,
     "blur_p": 0.0,
     "blur_sigma": 1.5,
+    # The 256 px ISIC training images were squashed to 256x256 and stretched back (softer along
+    # the long side) while inference sees area-reduced full-size photos (sharper): sharpening
+    # and downscaling cover both directions of that difference.
+    "sharpen_p": 0.0,
+    "sharpen_alpha": 0.3,
+    "downscale_p": 0.0,
+    "downscale_min": 0.6,
 }
 
 _BORDER = cv2.BORDER_REFLECT_101
@@ -74,7 +81,7 @@ def _check_settings(settings: dict[str, Any]) -> dict[str, Any]:
             f"{sorted(AUGMENT_DEFAULTS)}. Received: {key}={settings[key]!r}"
         )
     merged = {**AUGMENT_DEFAULTS, **settings}
-    for key in ("affine_p", "elastic_p", "grid_p", "color_p", "blur_p"):
+    for key in ("affine_p", "elastic_p", "grid_p", "color_p", "blur_p", "sharpen_p", "downscale_p"):
         validate_range(merged[key], key, low=0.0, high=1.0)
     validate_range(merged["rotate"], "rotate", low=0.0, high=180.0)
     validate_range(merged["shear"], "shear", low=0.0, high=45.0)
@@ -142,6 +149,16 @@ def _transforms(settings: dict[str, Any]) -> list:
         )
     if s["blur_p"] > 0:
         transforms.append(A.GaussianBlur(sigma_limit=(0.1, s["blur_sigma"]), p=s["blur_p"]))
+    if s["sharpen_p"] > 0:
+        transforms.append(A.Sharpen(alpha=(0.05, s["sharpen_alpha"]), p=s["sharpen_p"]))
+    if s["downscale_p"] > 0:
+        transforms.append(
+            A.Downscale(
+                scale_range=(s["downscale_min"], 0.95),
+                interpolation_pair={"downscale": cv2.INTER_AREA, "upscale": cv2.INTER_LINEAR},
+                p=s["downscale_p"],
+            )
+        )
     return transforms
 
 

@@ -57,6 +57,8 @@ DEFAULTS: dict[str, Any] = {
         "encoder_weights": "none",
         "decoder_filters": [160, 96, 64, 32, 16],
         "freeze_encoder": False,
+        # efficientnet_unet only
+        "variant": "lite0",
     },
     "data": {
         "root": "../shared/data",
@@ -87,6 +89,8 @@ DEFAULTS: dict[str, Any] = {
         "early_stopping_patience": 15,
         "mixed_precision": "off",
         "time_limit_minutes": 0.0,
+        # efficientnet_unet: train only the decoder for this many epochs, then everything
+        "freeze_encoder_epochs": 0,
         "verbose": 1,
     },
     "preview": {"count": 3},

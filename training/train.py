@@ -59,6 +59,7 @@ _NORMALIZATION = {
     "attention_unet": "rescale_0_1 inside the model",
     "mobilenet_v2": "rescale_-1_1 inside the model",
     "efficientnet_b0": "EfficientNet rescaling and normalization inside the model",
+    "efficientnet_unet": "ImageNet mean/std normalization of 0..255 pixels inside the model",
 }
 
 
@@ -76,6 +77,18 @@ def _model_from_config(model_cfg: dict[str, Any]) -> keras.Model:
             decoder_filters=model_cfg["decoder_filters"],
             freeze_encoder=model_cfg["freeze_encoder"],
             **common,
+        )
+    if architecture == "efficientnet_unet":
+        weights = None if model_cfg["encoder_weights"] == "none" else model_cfg["encoder_weights"]
+        return build_model(
+            architecture,
+            variant=model_cfg["variant"],
+            weights=weights,
+            num_classes=model_cfg["num_classes"],
+            decoder_filters=model_cfg["decoder_filters"],
+            batch_norm=model_cfg["batch_norm"],
+            activation=model_cfg["activation"],
+            freeze_encoder=model_cfg["freeze_encoder"],
         )
     keys = ("base_filters", "num_levels", "base_kernel", "dilation", "dropout")
     return build_model(architecture, **common, **{key: model_cfg[key] for key in keys})
@@ -211,6 +224,53 @@ def _callback_list(run_dir, config, initial_epoch, best_value, valid_pairs):
     return items
 
 
+def _phases(config: dict[str, Any], initial_epoch: int) -> list[tuple[int, int, bool]]:
+    """``(start, end, encoder_trainable)`` fits: the encoder frozen for its first epochs, then all.
+
+    With ``train.freeze_encoder_epochs`` = N > 0 (EfficientNet UNet only), epochs 1..N train the
+    decoder on the pretrained encoder's features, then the whole network trains. Without it,
+    one fit with the model as built (``model.freeze_encoder`` keeps the encoder frozen).
+    """
+    epochs = config["train"]["epochs"]
+    frozen = config["train"]["freeze_encoder_epochs"]
+    if initial_epoch >= epochs:
+        return []
+    if frozen <= 0:
+        return [(initial_epoch, epochs, not config["model"]["freeze_encoder"])]
+    if config["model"]["architecture"] != "efficientnet_unet":
+        raise ValueError(
+            "`train.freeze_encoder_epochs` needs model.architecture = 'efficientnet_unet'. "
+            f"Received: architecture={config['model']['architecture']!r}"
+        )
+    phases = []
+    if initial_epoch < frozen:
+        phases.append((initial_epoch, min(frozen, epochs), False))
+    if frozen < epochs:
+        phases.append((max(initial_epoch, frozen), epochs, True))
+    return phases
+
+
+def _set_encoder_trainable(model, config, steps: int, epoch: int, trainable: bool) -> None:
+    """Freeze or unfreeze the encoder and recompile if that changes anything.
+
+    Keras builds the training step for the variables trainable at compile time, so a change
+    needs a new compile; the new optimizer is moved to the run's step, so a cosine schedule goes
+    on from epoch ``epoch`` instead of restarting.
+    """
+    if config["model"]["architecture"] != "efficientnet_unet":
+        return
+    from training.models.efficientnet_unet import encoder_layers, set_encoder_trainable
+
+    if all(layer.trainable == trainable for layer in encoder_layers(model)):
+        return
+    set_encoder_trainable(model, trainable)
+    _compile(model, config, steps)
+    model.optimizer.iterations.assign(epoch * steps)
+    count = sum(int(math.prod(weight.shape)) for weight in model.trainable_weights)
+    state = "trainable" if trainable else "frozen"
+    print(f"Epoch {epoch + 1}: encoder {state}, {count:,} trainable parameters")
+
+
 def _finish(run_dir: Path, config: dict[str, Any], root: Path, valid_pairs) -> dict[str, Any]:
     """Choose inference defaults on the validation split, then evaluate at full size."""
     model = keras.saving.load_model(run_dir / MODEL_FILE, safe_mode=True)
@@ -344,16 +404,23 @@ def train(
             f"{replicas} device(s)"
         )
         started = time.perf_counter()
-        if initial_epoch < train_cfg["epochs"]:
-            model.fit(
+        for phase_start, phase_end, encoder_trainable in _phases(config, initial_epoch):
+            _set_encoder_trainable(model, config, steps, phase_start, encoder_trainable)
+            callback_list = _callback_list(run_dir, config, phase_start, best_value, valid_pairs)
+            history = model.fit(
                 train_data,
                 validation_data=valid_data,
-                epochs=train_cfg["epochs"],
-                initial_epoch=initial_epoch,
+                epochs=phase_end,
+                initial_epoch=phase_start,
                 steps_per_epoch=train_cfg["steps_per_epoch"] or None,
-                callbacks=_callback_list(run_dir, config, initial_epoch, best_value, valid_pairs),
+                callbacks=callback_list,
                 verbose=train_cfg["verbose"],
             )
+            best_value = next(
+                item.best for item in callback_list if isinstance(item, callbacks.BestCheckpoint)
+            )
+            if model.stop_training or len(history.epoch) < phase_end - phase_start:
+                break  # early stopping or the time limit ended the run
         print(f"Training took {time.perf_counter() - started:.1f} s")
     finally:
         keras.config.set_dtype_policy(previous_policy)

@@ -16,6 +16,7 @@ from tiledseg._validation import validate_choice
 from tiledseg.tiling import downsampling_factor
 from training.models.attention_unet import build_attention_unet
 from training.models.backbone_unet import ENCODER_NAMES, build_backbone_unet
+from training.models.efficientnet_unet import build_efficientnet_unet
 from training.models.unet import build_unet
 
 __all__ = [
@@ -23,6 +24,7 @@ __all__ = [
     "ENCODER_NAMES",
     "build_attention_unet",
     "build_backbone_unet",
+    "build_efficientnet_unet",
     "build_model",
     "build_unet",
     "downsampling_factor",  # re-exported: the engine's walk over pooling and strided layers
@@ -32,6 +34,7 @@ ARCHITECTURES = {
     "unet": build_unet,
     "attention_unet": build_attention_unet,
     "backbone_unet": build_backbone_unet,
+    "efficientnet_unet": build_efficientnet_unet,
 }
 
 
@@ -39,9 +42,11 @@ def build_model(architecture: str = "unet", **kwargs: Any) -> keras.Model:
     """Build one of :data:`ARCHITECTURES` by name with its keyword arguments.
 
     Args:
-        architecture: str, default "unet". One of "unet", "attention_unet", "backbone_unet".
+        architecture: str, default "unet". One of "unet", "attention_unet", "backbone_unet",
+            "efficientnet_unet".
         **kwargs: the builder's arguments (see :func:`build_unet`,
-            :func:`build_attention_unet`, :func:`build_backbone_unet`).
+            :func:`build_attention_unet`, :func:`build_backbone_unet`,
+            :func:`build_efficientnet_unet`).
 
     Returns:
         An uncompiled ``keras.Model``.
