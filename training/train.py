@@ -268,7 +268,10 @@ def _set_encoder_trainable(model, config, steps: int, epoch: int, trainable: boo
     model.optimizer.iterations.assign(epoch * steps)
     count = sum(int(math.prod(weight.shape)) for weight in model.trainable_weights)
     state = "trainable" if trainable else "frozen"
-    print(f"Epoch {epoch + 1}: encoder {state}, {count:,} trainable parameters")
+    print(
+        f"Epoch {epoch + 1}: encoder {state}, {count:,} trainable parameters; new optimizer, "
+        f"its schedule spans train.epochs={config['train']['epochs']} from step {epoch * steps}"
+    )
 
 
 def _finish(run_dir: Path, config: dict[str, Any], root: Path, valid_pairs) -> dict[str, Any]:
