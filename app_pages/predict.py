@@ -51,6 +51,7 @@ st.caption(
     f"{settings['blend']} blend · scale {scale['mode']} {scale['value']:g}"
     + (" · test-time flips" if settings["tta"] else "")
     + (f" · {settings['precision']}" if settings.get("precision", "auto") != "auto" else "")
+    + (f" · {settings['runtime']}" if settings.get("runtime", "auto") != "auto" else "")
 )
 if not inputs:
     st.info("Upload an image, or choose **Sample** above, to segment it.")

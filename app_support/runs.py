@@ -89,6 +89,7 @@ def default_settings(meta: Any) -> dict[str, Any]:
         "scale": meta.scale.to_dict(),
         "tta": meta.tta,
         "precision": "auto",
+        "runtime": "auto",
     }
 
 

@@ -43,6 +43,7 @@ METRIC_LABELS = {
 _TILE_CHOICES = ["auto", 64, 96, 128, 192, 256, 320, 384, 512, 768, 1024]
 _BLENDS = ("gaussian", "hann", "constant", "center")
 _PRECISIONS = ("auto", "float32", "bfloat16", "float16")
+_RUNTIMES = ("auto", "keras", "openvino", "onnxruntime")
 _SCALE_MODES = {
     "factor": "resize factor",
     "short_side": "short side (px)",
@@ -237,7 +238,14 @@ def settings_form(
             _PRECISIONS,
             index=_PRECISIONS.index(current.get("precision", "auto")),
             key=f"{key}_precision",
-            help="auto: bfloat16 on a GPU, float32 on a CPU.",
+            help="auto: bfloat16 on a GPU and on a CPU that computes it natively, else float32.",
+        )
+        runtime = second.selectbox(
+            "Runtime",
+            _RUNTIMES,
+            index=_RUNTIMES.index(current.get("runtime", "auto")),
+            key=f"{key}_runtime",
+            help="auto: Keras on a GPU, OpenVINO on a CPU where it is installed.",
         )
         with third:
             tta = st.checkbox(
@@ -259,6 +267,7 @@ def settings_form(
         "scale": scale,
         "tta": "flips" if tta else None,
         "precision": precision,
+        "runtime": runtime,
     }
 
 

@@ -80,10 +80,17 @@ def _build_parser() -> argparse.ArgumentParser:
     _add_card_options(bundle)
     bundle.set_defaults(handler=_cmd_bundle)
 
-    export = commands.add_parser("export", help="export a TF Serving SavedModel")
+    export = commands.add_parser(
+        "export", help="export for TF Serving (SavedModel), OpenVINO or ONNX Runtime"
+    )
     export.add_argument("ref", metavar="REF[@REVISION]")
-    export.add_argument("--format", default="savedmodel", help="savedmodel (the only format)")
-    export.add_argument("--out", required=True, metavar="DIR/NAME/VERSION")
+    export.add_argument(
+        "--format",
+        default="savedmodel",
+        choices=("savedmodel", "onnx", "openvino"),
+        help="savedmodel (TF Serving, --out DIR/NAME/VERSION), openvino or onnx (--out DIR)",
+    )
+    export.add_argument("--out", required=True, metavar="DIR/NAME/VERSION or DIR")
     export.add_argument("--revision", help="branch, tag or commit for Hub references")
     export.set_defaults(handler=_cmd_export)
 
@@ -184,6 +191,13 @@ def _cmd_bundle(args: argparse.Namespace) -> int:
 def _cmd_export(args: argparse.Namespace) -> int:
     from model_zoo.export import export_savedmodel
 
+    if args.format in ("onnx", "openvino"):
+        from model_zoo.export_runtime import export_for_runtime
+
+        out = export_for_runtime(args.ref, args.out, format=args.format, revision=args.revision)
+        print(f"{args.format} export (network + tiledseg.json), checked against Keras:")
+        print(out)
+        return 0
     out = export_savedmodel(args.ref, args.out, revision=args.revision, format=args.format)
     print("SavedModel for TF Serving (signature serving_default):")
     print(out)

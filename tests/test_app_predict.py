@@ -144,3 +144,21 @@ def test_image_above_the_pixel_limit_is_an_error_saying_how_to_raise_it(
     message = at.error[0].value
     assert "above the limit of 50,000 pixels" in message
     assert "TILEDSEG_MAX_PIXELS=99072" in message
+
+
+def test_runtime_setting_runs_the_network_in_onnxruntime_with_the_same_mask(zoo_root, lesion):
+    pytest.importorskip("onnxruntime")
+    at = _predict_page()
+    at.file_uploader(key="predict_upload").set_value((*lesion, "image/jpeg")).run()
+    area = _metrics(at)["Area"]
+    assert at.selectbox(key=f"{KEY}_runtime").value == "auto"
+    at.selectbox(key=f"{KEY}_runtime").set_value("onnxruntime")
+    next(b for b in at.button if b.label == "Apply settings").click().run()
+    assert not at.exception and not at.error
+    assert at.caption[1].value.endswith("· onnxruntime")
+    metrics = _metrics(at)
+    assert metrics["Inference"][1].endswith("MP/s")  # a new inference, not the cached one
+    # float32 in another runtime: the same mask to within a pixel or two.
+    area_px = int(area[1].split()[0].replace(",", ""))
+    new_px = int(metrics["Area"][1].split()[0].replace(",", ""))
+    assert abs(new_px - area_px) <= 2

@@ -191,7 +191,7 @@ def test_several_tile_rows_per_band_give_the_one_row_result(tiny_unet, rows, tta
     image = _image((700, 900), seed=8)
     grid = describe_grid(image.shape, tiny_unet, tile=128)
     assert (grid.rows.count, grid.cols.count) == (7, 10)
-    one_row = predict_tiled(image, tiny_unet, tile=128, batch_size=2, tta=tta)
+    one_row = predict_tiled(image, tiny_unet, tile=128, batch_size=2, tta=tta, runtime="keras")
     calls = []
     views = 4 if tta == "flips" else 1
     several = predict_tiled(
@@ -200,6 +200,7 @@ def test_several_tile_rows_per_band_give_the_one_row_result(tiny_unet, rows, tta
         tile=128,
         batch_size=rows * 10 * views,
         tta=tta,
+        runtime="keras",  # bands of several rows are the Keras path's
         progress=lambda done, total: calls.append((done, total)),
     )
     np.testing.assert_allclose(several, one_row, rtol=0, atol=1e-6)
@@ -262,7 +263,7 @@ def test_auto_tile_uses_one_tile_when_the_image_fits(tiny_unet):
 
 
 def test_predictor_reuses_compiled_band_functions(tiny_unet):
-    predictor = TiledPredictor(tiny_unet, tile=64)
+    predictor = TiledPredictor(tiny_unet, tile=64, runtime="keras")  # the Keras band functions
     predictor(_image((100, 100)))
     predictor(_image((100, 100), seed=1))
     assert len(predictor._cache) == 1

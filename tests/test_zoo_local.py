@@ -301,8 +301,10 @@ def test_export_savedmodel_for_tf_serving_matches_keras(staged, tmp_path, capsys
     ):
         assert main(["export", str(out), "--out", str(bad)]) == 2
         assert message in capsys.readouterr().err
-    assert main(["export", str(out), "--format", "onnx", "--out", str(tmp_path / "o" / "1")]) == 2
-    assert "`format` must be one of ['savedmodel']" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exited:
+        main(["export", str(out), "--format", "tflite", "--out", str(tmp_path / "o" / "1")])
+    assert exited.value.code == 2
+    assert "invalid choice: 'tflite'" in capsys.readouterr().err
 
 
 def test_space_dry_run_stages_the_app_with_spaces_front_matter(tmp_path, capsys):

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from tiledseg.precision import PRECISIONS
+from tiledseg.runtimes.select import RUNTIMES
 from tiledseg.tiling import BLEND_MODES
 
 __all__ = ["main"]
@@ -131,7 +132,14 @@ def _inference_flags(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--precision",
         choices=PRECISIONS,
-        help="network arithmetic (default auto: bfloat16 on a GPU, float32 on a CPU)",
+        help="network arithmetic (default auto: bfloat16 on a GPU and on a CPU that computes it "
+        "natively with OpenVINO, else float32)",
+    )
+    group.add_argument(
+        "--runtime",
+        choices=RUNTIMES,
+        help="what runs the network (default auto: Keras on a GPU, OpenVINO on a CPU where "
+        "installed)",
     )
     _serving_flags(parser)
 
@@ -245,6 +253,7 @@ class _Runner:
                 "scale": args.scale,
                 "tta": args.tta,
                 "precision": args.precision,
+                "runtime": args.runtime,
             }.items()
             if value is not None
         }

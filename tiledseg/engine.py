@@ -16,7 +16,8 @@ How one image goes through:
    beyond the image and the map does not grow with the number of tiles. A model that runs
    elsewhere (a tile backend such as :class:`tiledseg.serving.ServingModel`) gets the same grid
    and blend weights on the host instead, batches of tiles sent several at a time
-   (:mod:`tiledseg.tile_backend`).
+   (:mod:`tiledseg.tile_backend`). So does a network run by OpenVINO or ONNX Runtime
+   (``runtime=``, :mod:`tiledseg.runtimes`; ``"auto"`` is OpenVINO on a CPU where installed).
 3. The map is cropped and resized back to the input's full size (linear), before any threshold.
 """
 
@@ -32,7 +33,8 @@ import numpy as np
 from tiledseg._device import on_gpu
 from tiledseg._validation import validate_choice, validate_range
 from tiledseg.band import band_function, default_batch, row_groups, rows_per_band
-from tiledseg.precision import PRECISIONS, resolve_precision, with_precision
+from tiledseg.precision import PRECISIONS, with_precision
+from tiledseg.runtimes.select import RUNTIMES, RuntimeChoice, choose_runtime, runtime_backend
 from tiledseg.scale import PixelScale, resize_image, resize_probabilities, scaled_shape
 from tiledseg.tile_backend import backend_bands, is_tile_backend
 from tiledseg.tiling import BLEND_MODES, TileGrid, blend_weights, downsampling_factor, make_grid
@@ -66,6 +68,7 @@ def predict_tiled(
     pad_mode: str = "reflect",
     tta: str | None = None,
     precision: str | None = None,
+    runtime: str = "auto",
     progress: ProgressCallback | None = None,
     _cache: OrderedDict | None = None,
 ) -> np.ndarray:
@@ -94,10 +97,17 @@ def predict_tiled(
         tta: None (the model's metadata, else off), ``"flips"`` (average over the identity,
             horizontal, vertical and both flips, inside the same batches) or ``"none"``.
         precision: None (the model's metadata, else ``"auto"``), ``"auto"`` (bfloat16 on a
-            GPU, float32 elsewhere), ``"float32"``, ``"bfloat16"`` or ``"float16"``: the
-            network computes in 16 bits with float32 weights, stem and output
-            (:mod:`tiledseg.precision`); blending always accumulates in float32. Ignored by a
-            tile backend, which runs the tiles in its own precision.
+            GPU, and on a CPU that computes it natively with a runtime that uses it; float32
+            elsewhere), ``"float32"``, ``"bfloat16"`` or ``"float16"``. In Keras the network
+            computes in 16 bits with float32 weights, stem and output
+            (:mod:`tiledseg.precision`); OpenVINO gets it as its inference precision hint;
+            blending always accumulates in float32. Ignored by a tile backend passed as
+            ``model``, which runs the tiles in its own precision.
+        runtime: ``"auto"`` (default: Keras on a GPU, OpenVINO on a CPU where it is installed,
+            else Keras), ``"keras"``, ``"openvino"`` or ``"onnxruntime"``. OpenVINO and ONNX
+            Runtime run a conversion made once by Keras' export and cached on disk
+            (:mod:`tiledseg.runtimes`), on batches of tiles cut and blended on the host;
+            float32 matches Keras to 1e-4. Ignored when ``model`` is a tile backend.
         progress: called as ``progress(done_tiles, total_tiles)`` after each band.
 
     Returns:
@@ -121,15 +131,17 @@ def predict_tiled(
     image = _validate_image(image)
     settings = _resolve_settings(meta, tile, overlap, blend, scale, tta, precision)
     _validate_batch_and_padding(batch_size, pad_mode)
-    network = _in_precision(network, settings["precision"])
+    validate_choice(runtime, RUNTIMES, "runtime")
 
     height, width = image.shape[:2]
     target, grid = _plan(image.shape, network, meta, settings)
+    network = _runner(network, settings["precision"], runtime, grid.tile_shape)
     scaled = resize_image(image, target)
     padded = _pad(scaled, grid.padded_shape, pad_mode)
     row_weights = blend_weights(grid.rows, settings["blend"])
     if is_tile_backend(network):
-        # A remote model: same grid and weights, tiles cut and blended on the host.
+        # A remote model or another runtime: same grid and weights, tiles cut and blended on
+        # the host.
         bands = backend_bands(
             network, padded, grid, row_weights, settings["blend"], batch_size, settings["tta"]
         )
@@ -197,7 +209,7 @@ def predict_whole(
     image = _validate_image(image)
     height, width = image.shape[:2]
     settings = _resolve_settings(meta, None, None, None, scale, None, precision)
-    network = _in_precision(network, settings["precision"])
+    network = _runner(network, settings["precision"], "keras")
     if input_size is not None:
         if len(input_size) != 2 or min(int(v) for v in input_size) < 1:
             raise ValueError(
@@ -237,7 +249,17 @@ class TiledPredictor:
         (300, 200)
     """
 
-    _ALLOWED = ("tile", "overlap", "blend", "batch_size", "scale", "pad_mode", "tta", "precision")
+    _ALLOWED = (
+        "tile",
+        "overlap",
+        "blend",
+        "batch_size",
+        "scale",
+        "pad_mode",
+        "tta",
+        "precision",
+        "runtime",
+    )
 
     def __init__(self, model: Any, **settings: Any):
         unknown = sorted(set(settings) - set(self._ALLOWED))
@@ -253,6 +275,10 @@ class TiledPredictor:
             *(settings.get(k) for k in ("tile", "overlap", "blend", "scale", "tta", "precision")),
         )
         _validate_batch_and_padding(settings.get("batch_size"), settings.get("pad_mode", "reflect"))
+        validate_choice(settings.get("runtime", "auto"), RUNTIMES, "runtime")
+        if not is_tile_backend(_unwrap(model)[0]):
+            # Raises now for a precision the runtime cannot run (e.g. onnxruntime + bfloat16).
+            _choice(self._resolved["precision"], settings.get("runtime", "auto"))
         self.model = model
         self.settings = settings
         self._cache: OrderedDict = OrderedDict()
@@ -264,14 +290,18 @@ class TiledPredictor:
 
     def resolved_settings(self) -> dict[str, Any]:
         """The settings every call uses: arguments, else the model's metadata, else defaults."""
+        network = _unwrap(self.model)[0]
+        if is_tile_backend(network):
+            runtime = getattr(network, "runtime", "remote")
+            precision = getattr(network, "precision", "remote")
+        else:
+            choice = _choice(self._resolved["precision"], self.settings.get("runtime", "auto"))
+            runtime, precision = choice.runtime, choice.precision
         return {
             **self._resolved,
             "scale": self._resolved["scale"].to_dict(),
-            "precision": (
-                "remote"
-                if is_tile_backend(_unwrap(self.model)[0])
-                else resolve_precision(self._resolved["precision"], on_gpu())
-            ),
+            "precision": precision,
+            "runtime": runtime,
             "batch_size": self.settings.get("batch_size"),
             "pad_mode": self.settings.get("pad_mode", "reflect"),
         }
@@ -376,10 +406,35 @@ def _resolve_settings(meta, tile, overlap, blend, scale, tta, precision=None) ->
     }
 
 
-def _in_precision(network: Any, precision: str) -> Any:
+def _choice(precision: str, runtime: str) -> RuntimeChoice:
+    return choose_runtime(runtime, precision, on_gpu=on_gpu())
+
+
+def _runner(network: Any, precision: str, runtime: str, tile_shape=None) -> Any:
+    """What runs the tiles: the Keras network in ``precision``, or another runtime's backend."""
     if is_tile_backend(network):
         return network
-    return with_precision(network, resolve_precision(precision, on_gpu()))
+    choice = _choice(precision, runtime)
+    if choice.runtime != "keras" and runtime == "auto" and not _float32_network(network):
+        # A model built in another precision (e.g. a mixed_float16 policy) runs as built.
+        choice = choose_runtime("keras", precision, on_gpu=on_gpu())
+    if choice.runtime != "keras":
+        backend = runtime_backend(network, choice, tile_shape=tile_shape, strict=runtime != "auto")
+        if backend is not None:
+            return backend
+        choice = choose_runtime("keras", precision, on_gpu=on_gpu())
+    return with_precision(network, choice.precision)
+
+
+def _float32_network(network: Any) -> bool:
+    """Whether every layer computes in float32 (what another runtime's conversion reproduces)."""
+    for layer in network.layers:
+        if isinstance(layer, keras.Model) and not _float32_network(layer):
+            return False
+        policy = getattr(layer, "dtype_policy", None)
+        if policy is not None and getattr(policy, "compute_dtype", "float32") != "float32":
+            return False
+    return True
 
 
 def _validate_batch_and_padding(batch_size: int | None, pad_mode: str) -> None:

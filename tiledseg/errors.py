@@ -45,3 +45,10 @@ class MetadataVersionError(MetadataError):
 
 class UnsafeModelError(ModelLoadError):
     """Keras ``safe_mode`` refused the checkpoint (it contains code, e.g. a Lambda layer)."""
+
+
+class RuntimeNotInstalledError(TiledsegError, ImportError):
+    """An inference runtime (OpenVINO, ONNX Runtime) was asked for and is not installed.
+
+    The message gives the ``pip install`` command.
+    """
