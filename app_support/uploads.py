@@ -22,6 +22,7 @@ from app_support.store import ResultStore
 
 __all__ = [
     "IMAGE_TYPES",
+    "MAX_RUN_MEGAPIXELS_ENV",
     "MAX_ZIP_BYTES",
     "SAMPLE_DIR_ENV",
     "Pairing",
@@ -30,6 +31,7 @@ __all__ = [
     "decode_image",
     "decode_mask",
     "find_samples",
+    "limit_run",
     "pair_by_name",
     "read_zip",
     "sample_dir",
@@ -39,6 +41,10 @@ __all__ = [
 # Extensions for st.file_uploader (it wants them without the dot).
 IMAGE_TYPES = ["jpg", "jpeg", "png", "tif", "tiff", "bmp", "webp"]
 SAMPLE_DIR_ENV = "TILEDSEG_SAMPLE_DIR"
+# One page run holds every image it shows (pixels, probabilities, mask: about 8 bytes a pixel)
+# whatever the result cache evicts, so the images of one run are bounded in pixels.
+MAX_RUN_MEGAPIXELS_ENV = "TILEDSEG_APP_MAX_RUN_MEGAPIXELS"
+DEFAULT_MAX_RUN_MEGAPIXELS = 120
 # A ZIP is refused when its entries would expand beyond this (a "zip bomb").
 MAX_ZIP_BYTES = 2 * 1024**3
 _SAMPLE_SETS = ("isic2017/valid", "isic2017/fullres", "bloodcell/valid")
@@ -114,12 +120,60 @@ class Pairing:
 
 
 def uploads_from_widget(files: Any) -> list[Upload]:
-    """``st.file_uploader``'s value (None, one file or a list) as a list of Upload."""
+    """``st.file_uploader``'s value (None, one file or a list) as a list of Upload, at most
+    :func:`limit_run`'s pixels (the rest are named in a warning)."""
     if files is None:
         return []
     if not isinstance(files, (list, tuple)):
         files = [files]
-    return [Upload.from_bytes(file.name, file.getvalue()) for file in files]
+    return limit_run([Upload.from_bytes(file.name, file.getvalue()) for file in files])
+
+
+def max_run_pixels() -> int:
+    """``$TILEDSEG_APP_MAX_RUN_MEGAPIXELS`` (default 120) in pixels."""
+    text = os.environ.get(MAX_RUN_MEGAPIXELS_ENV, "").strip()
+    megapixels = int(text) if text.isdigit() and int(text) > 0 else DEFAULT_MAX_RUN_MEGAPIXELS
+    return megapixels * 1_000_000
+
+
+def limit_run(uploads: list[Upload], *, warn: bool = True) -> list[Upload]:
+    """The first uploads whose pixels (read from their headers) fit one run's budget.
+
+    The first upload is always kept (the pixel limit of :func:`tiledseg.io.read_image` bounds
+    it alone); a file whose header cannot be read is kept, so decoding reports why.
+
+    Args:
+        uploads: list of Upload, in the order given.
+        warn: bool, default True: ``st.warning`` naming the uploads left out.
+
+    Returns:
+        list of Upload.
+    """
+    from tiledseg.errors import ImageReadError
+    from tiledseg.io import image_size
+
+    budget, used, kept, left = max_run_pixels(), 0, [], []
+    for upload in uploads:
+        try:
+            height, width = image_size(upload.data, name=upload.name)
+        except ImageReadError:
+            height = width = 0
+        if kept and used + height * width > budget:
+            left.append(upload.name)
+            continue
+        used += height * width
+        kept.append(upload)
+    if left and warn:
+        import streamlit as st
+
+        st.warning(
+            f"{len(left)} of {len(uploads)} files were left out of this run: together they "
+            f"pass this server's {budget / 1e6:g} megapixels per run "
+            f"({MAX_RUN_MEGAPIXELS_ENV}). Left out: {', '.join(left)}. Remove some files, or "
+            "upload the rest in another run.",
+            icon=":material/warning:",
+        )
+    return kept
 
 
 def sample_dir() -> Path:
@@ -235,6 +289,7 @@ def read_zip(upload: Upload) -> tuple[list[Upload], list[Upload]]:
             target = masks if "masks" in folders else images if "images" in folders else None
             if target is not None:
                 target.append(Upload.from_bytes(path.name, archive.read(entry)))
+    images = limit_run(images)
     if not images and not masks:
         raise ImageReadError(
             upload.name, "it has no images/ or masks/ folder with image files in it"

@@ -171,3 +171,19 @@ def test_loaded_models_are_sized_by_their_weights_and_bounded(tmp_path, monkeypa
     # The zoo's own per-process cache holds none of them: the app's store is the only one.
     assert not [key for key in model_zoo.loader._CACHE if "/m" in key[0]]
     models.model_store.clear()
+
+
+def test_one_run_holds_at_most_the_pixel_budget(zoo_root, shared_data, monkeypatch):
+    monkeypatch.setenv("TILEDSEG_APP_MAX_RUN_MEGAPIXELS", "1")
+    photo = shared_data / "isic2017" / "fullres" / "images" / "ISIC_0010459.jpg"  # 1024x768
+    data = photo.read_bytes()
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
+    at.switch_page("app_pages/predict.py").run()
+    files = [("first.jpg", data, "image/jpeg"), ("second.jpg", data, "image/jpeg")]
+    at.file_uploader(key="predict_upload").set_value(files).run()
+    assert not at.exception and not at.error
+    (warning,) = [w.value for w in at.warning]
+    assert "1 of 2 files were left out of this run" in warning
+    assert "Left out: second.jpg" in warning and "TILEDSEG_APP_MAX_RUN_MEGAPIXELS" in warning
+    assert at.image[0].captions == ["Overlay · first.jpg"]
+    assert not at.dataframe  # one image: no batch table
