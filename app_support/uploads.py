@@ -24,6 +24,8 @@ __all__ = [
     "IMAGE_TYPES",
     "MAX_RUN_MEGAPIXELS_ENV",
     "MAX_ZIP_BYTES",
+    "MAX_ZIP_ENTRIES",
+    "MAX_ZIP_ENTRY_BYTES",
     "SAMPLE_DIR_ENV",
     "Pairing",
     "Sample",
@@ -45,8 +47,14 @@ SAMPLE_DIR_ENV = "TILEDSEG_SAMPLE_DIR"
 # whatever the result cache evicts, so the images of one run are bounded in pixels.
 MAX_RUN_MEGAPIXELS_ENV = "TILEDSEG_APP_MAX_RUN_MEGAPIXELS"
 DEFAULT_MAX_RUN_MEGAPIXELS = 120
-# A ZIP is refused when its entries would expand beyond this (a "zip bomb").
-MAX_ZIP_BYTES = 2 * 1024**3
+# ZIP uploads are bounded (a "zip bomb" of 1.9 MB held a 1.88 GiB entry): the images and masks
+# read from one archive may expand to MAX_ZIP_BYTES in all, MAX_ZIP_ENTRY_BYTES each (a 7000x5000
+# 16-bit RGB TIFF is 210 MB), from at most MAX_ZIP_ENTRIES entries. The sizes the archive
+# declares are checked first, then the bytes are counted while they are decompressed.
+MAX_ZIP_BYTES = 1024**3
+MAX_ZIP_ENTRY_BYTES = 256 * 1024**2
+MAX_ZIP_ENTRIES = 2000
+_ZIP_CHUNK = 1024**2
 _SAMPLE_SETS = ("isic2017/valid", "isic2017/fullres", "bloodcell/valid")
 _SAMPLES_PER_SET = 6
 _MASK_SUFFIXES = ("", "_segmentation")
@@ -261,40 +269,107 @@ def pair_by_name(images: list[Upload], masks: list[Upload]) -> Pairing:
 def read_zip(upload: Upload) -> tuple[list[Upload], list[Upload]]:
     """Images under ``images/`` and masks under ``masks/`` (at any depth) in a ZIP archive.
 
+    Bounded: at most MAX_ZIP_ENTRIES entries, MAX_ZIP_ENTRY_BYTES per image or mask and
+    MAX_ZIP_BYTES for all of them, checked on the declared sizes before anything is read and
+    again on the bytes while they are decompressed (an entry larger than it declares is refused).
+
     Raises:
-        tiledseg.errors.ImageReadError: not a ZIP, or it would expand beyond 2 GiB.
+        tiledseg.errors.ImageReadError: not a ZIP, corrupt, encrypted, or above a bound; the
+            message gives the sizes and the limit.
     """
     from tiledseg.errors import ImageReadError
-    from tiledseg.io import IMAGE_EXTENSIONS
 
     try:
         archive = zipfile.ZipFile(io.BytesIO(upload.data))
-    except zipfile.BadZipFile:
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError):
         raise ImageReadError(upload.name, "not a ZIP archive (or it is corrupt)") from None
     with archive:
-        entries = [e for e in archive.infolist() if not e.is_dir()]
-        total = sum(entry.file_size for entry in entries)
-        if total > MAX_ZIP_BYTES:
+        infos = archive.infolist()
+        if len(infos) > MAX_ZIP_ENTRIES:
             raise ImageReadError(
                 upload.name,
-                f"it would expand to {total / 1024**3:.1f} GiB, above the 2 GiB limit; "
-                "upload the images and masks separately",
+                f"it has {len(infos):,} entries, above the limit of {MAX_ZIP_ENTRIES:,}; "
+                "upload fewer images per archive",
             )
+        wanted = [(entry, target) for entry in infos if (target := _zip_target(entry))]
+        _check_declared_sizes(upload.name, [entry for entry, _ in wanted])
         images, masks = [], []
-        for entry in entries:
-            path = PurePosixPath(entry.filename)
-            if path.name.startswith(".") or path.suffix.lower() not in IMAGE_EXTENSIONS:
-                continue
-            folders = {part.lower() for part in path.parts[:-1]}
-            target = masks if "masks" in folders else images if "images" in folders else None
-            if target is not None:
-                target.append(Upload.from_bytes(path.name, archive.read(entry)))
+        budget = [MAX_ZIP_BYTES]
+        for entry, target in wanted:
+            data = _read_entry(upload.name, archive, entry, budget)
+            name = PurePosixPath(entry.filename).name
+            (masks if target == "masks" else images).append(Upload.from_bytes(name, data))
     images = limit_run(images)
     if not images and not masks:
         raise ImageReadError(
             upload.name, "it has no images/ or masks/ folder with image files in it"
         )
     return images, masks
+
+
+def _zip_target(entry: zipfile.ZipInfo) -> str | None:
+    """``"images"``, ``"masks"`` or None (skipped): folders, hidden files, other suffixes."""
+    from tiledseg.io import IMAGE_EXTENSIONS
+
+    path = PurePosixPath(entry.filename)
+    if entry.is_dir() or path.name.startswith(".") or path.suffix.lower() not in IMAGE_EXTENSIONS:
+        return None
+    folders = {part.lower() for part in path.parts[:-1]}
+    return "masks" if "masks" in folders else "images" if "images" in folders else None
+
+
+def _mib(size: int) -> str:
+    return f"{size / 1024**2:,.1f} MiB"
+
+
+def _check_declared_sizes(archive_name: str, entries: list[zipfile.ZipInfo]) -> None:
+    from tiledseg.errors import ImageReadError
+
+    for entry in entries:
+        if entry.file_size > MAX_ZIP_ENTRY_BYTES:
+            raise ImageReadError(
+                archive_name,
+                f"{entry.filename} would expand to {_mib(entry.file_size)}, above the limit of "
+                f"{_mib(MAX_ZIP_ENTRY_BYTES)} per file; upload it on its own or make it smaller",
+            )
+    total = sum(entry.file_size for entry in entries)
+    if total > MAX_ZIP_BYTES:
+        raise ImageReadError(
+            archive_name,
+            f"its images and masks would expand to {_mib(total)}, above the limit of "
+            f"{_mib(MAX_ZIP_BYTES)}; split it into smaller archives or upload the files directly",
+        )
+
+
+def _read_entry(
+    archive_name: str, archive: zipfile.ZipFile, entry: zipfile.ZipInfo, budget: list[int]
+) -> bytes:
+    """An entry's bytes, counted while decompressing against its declared size and the budget."""
+    from tiledseg.errors import ImageReadError
+
+    limit = min(entry.file_size, MAX_ZIP_ENTRY_BYTES, budget[0])
+    chunks, size = [], 0
+    try:
+        with archive.open(entry) as stream:
+            while chunk := stream.read(min(_ZIP_CHUNK, limit - size + 1)):
+                size += len(chunk)
+                if size > limit:
+                    raise ImageReadError(
+                        archive_name,
+                        f"{entry.filename} holds more than the {entry.file_size:,} bytes it "
+                        "declares; the archive is corrupt or crafted",
+                    )
+                chunks.append(chunk)
+    except (zipfile.BadZipFile, EOFError, OSError, ValueError) as error:
+        if isinstance(error, ImageReadError):
+            raise
+        raise ImageReadError(
+            archive_name, f"{entry.filename} cannot be decompressed ({error})"
+        ) from None
+    except (RuntimeError, NotImplementedError) as error:  # encrypted, unsupported method
+        raise ImageReadError(archive_name, f"{entry.filename} cannot be read ({error})") from None
+    budget[0] -= size
+    return b"".join(chunks)
 
 
 def decode_image(store: ResultStore, upload: Upload) -> np.ndarray:

@@ -49,6 +49,7 @@ _SCALE_MODES = {
     "short_side": "short side (px)",
     "long_side": "long side (px)",
 }
+_SCALE_MIN, _SCALE_MAX = 0.01, 16384.0
 
 
 @st.cache_resource(show_spinner=False)
@@ -58,9 +59,17 @@ def result_store() -> ResultStore:
 
 
 def _advice(error: BaseException) -> str:
-    from tiledseg.errors import ImageReadError, MaskSizeError, ModelLoadError, PixelLimitError
+    from tiledseg.errors import (
+        ImageReadError,
+        MaskSizeError,
+        MaskValueError,
+        ModelLoadError,
+        PixelLimitError,
+        WorkLimitError,
+    )
 
-    if isinstance(error, (PixelLimitError, MaskSizeError, ModelLoadError)):
+    said = (PixelLimitError, MaskSizeError, MaskValueError, ModelLoadError, WorkLimitError)
+    if isinstance(error, said):
         return ""  # their messages already say what to do
     if isinstance(error, ImageReadError):
         return (
@@ -189,12 +198,15 @@ def _scale_inputs(prefix: str, scale: dict[str, Any]) -> dict[str, Any]:
         key=f"{prefix}_scale_mode",
         help="The pixel scale the network sees; the model's card says which it was trained at.",
     )
+    # Bounded (it took 100000): the largest side a model's scale may ask for. Whatever the box
+    # says, the engine refuses an image above TILEDSEG_MAX_SCALED_PIXELS at the model's scale.
     value = right.number_input(
         "Scale value",
-        min_value=0.01,
-        max_value=100000.0,
-        value=float(scale["value"]),
+        min_value=_SCALE_MIN,
+        max_value=_SCALE_MAX,
+        value=min(max(float(scale["value"]), _SCALE_MIN), _SCALE_MAX),
         key=f"{prefix}_scale_value",
+        help=f"A resize factor, or a side in px; at most {_SCALE_MAX:g}.",
     )
     return {"mode": mode, "value": int(value) if mode != "factor" else float(value)}
 

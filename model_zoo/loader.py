@@ -192,7 +192,7 @@ def _meta_without_file(folder: Path, model: Any, name: str) -> ModelMeta:
     # A training run directory carries its inference defaults in inference.json.
     if (folder / RUN_INFERENCE_FILE).is_file():
         return meta_from_run(folder, model, name=name, require_eval=False)
-    return ModelMeta.default_for(model, name=name)
+    return loading.default_meta(model, name=name, source=folder)  # warns which defaults
 
 
 def _register_custom_objects() -> None:

@@ -62,7 +62,7 @@ def predict_seed_tiles(
         (300, 200)
     """
     network, meta = _unwrap(model)
-    image = _validate_image(image)
+    image = _validate_image(image, network, meta)
     height, width = image.shape[:2]
     grid = make_grid(height, width, tile, overlap, _factor(network, meta))
     padded = _pad(image, grid.padded_shape, "reflect")

@@ -220,14 +220,13 @@ class _Runner:
 
     def __init__(self, args: argparse.Namespace):
         from tiledseg import TiledPredictor
-        from tiledseg.loading import load_model
 
         if (args.model is None) == (args.serving is None):
             raise _UserError("Give one of --model (run locally) or --serving (TF Serving URL)")
         if args.serving is None:
             if args.meta is not None:
                 raise _UserError("--meta goes with --serving; a --model carries its metadata")
-            self.model = load_model(args.model, revision=args.revision)
+            self.model = _load_with_warnings(args)
         else:
             self.model = _serving_model(args)
         meta = getattr(self.model, "meta", None)
@@ -287,6 +286,47 @@ class _Runner:
             "postprocess": self.postprocess,
             "tiling": not self.no_tiling,
         }
+
+
+# The flag that sets each default a bare .keras file would run with.
+_DEFAULT_FLAGS = {
+    "scale": "scale",
+    "tile": "tile",
+    "overlap": "overlap",
+    "blend": "blend",
+    "threshold": "threshold",
+    "tta": "tta",
+    "postprocess": None,
+}
+
+
+def _load_with_warnings(args: argparse.Namespace) -> Any:
+    """Load the model; a file without tiledseg.json gets one warning naming the defaults used."""
+    import warnings
+
+    from tiledseg.loading import DefaultSettingsWarning, load_model
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", DefaultSettingsWarning)
+        model = load_model(args.model, revision=args.revision)
+    for warning in caught:
+        if not isinstance(warning.message, DefaultSettingsWarning):
+            warnings.warn_explicit(
+                warning.message, warning.category, warning.filename, warning.lineno
+            )
+            continue
+        defaults = warning.message.defaults
+        unset = [
+            f"{key} {value}" + (f" (--{flag.replace('_', '-')})" if flag else "")
+            for key, value in defaults.items()
+            if (flag := _DEFAULT_FLAGS.get(key)) is None or getattr(args, flag, None) is None
+        ]
+        print(
+            f"warning: {args.model} has no tiledseg.json; defaults used: {', '.join(unset)}. "
+            "They may not be the settings it was trained with.",
+            file=sys.stderr,
+        )
+    return model
 
 
 def _serving_model(args: argparse.Namespace) -> Any:

@@ -35,6 +35,7 @@ __all__ = [
     "SAVEDMODEL_META_FILE",
     "SUPPORTED_MAJOR_VERSIONS",
     "TTA_MODES",
+    "WEIGHTS_FILE",
     "ModelMeta",
     "load_meta",
     "utc_timestamp",
@@ -44,8 +45,10 @@ __all__ = [
 # ignores assets.extra/ when loading, and it travels with the version directory).
 META_FILE = "tiledseg.json"
 SAVEDMODEL_META_FILE = f"assets.extra/{META_FILE}"
-# The Keras model config of a model folder in Keras' own (Hugging Face) layout.
+# The Keras model config and weights of a model folder in Keras' own (Hugging Face) layout.
 CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "model.weights.h5"
+MAX_DOWNSAMPLING = 1024
 
 FORMAT_VERSION = "1.0"
 SUPPORTED_MAJOR_VERSIONS = (1,)
@@ -73,7 +76,7 @@ class ModelMeta:
         tta: None or ``"flips"``, test-time augmentation.
         postprocess: dict of keyword arguments for ``tiledseg.postprocess.postprocess``
             (keys among ``opening``, ``closing``, ``fill_holes``, ``min_size``, ``keep_largest``).
-        downsampling: int >= 1, the model's total downsampling factor.
+        downsampling: int, a power of two from 1 to 1024, the model's total downsampling factor.
         classes: list of ``{"name": str, "color": [r, g, b]}``, one per output channel.
         input_channels: int >= 1, channels the model expects (3 for RGB).
         normalization: str, how pixel values are normalised (the model receives 0..255).
@@ -125,7 +128,7 @@ class ModelMeta:
         if self.tta is not None:
             validate_choice(self.tta, TTA_MODES, "tta")
         _check_postprocess(self.postprocess)
-        validate_range(self.downsampling, "downsampling", low=1, integer=True)
+        _check_downsampling(self.downsampling)
         _check_classes(self.classes)
         validate_range(self.input_channels, "input_channels", low=1, integer=True)
         _require_type(self.dataset, dict, "dataset")
@@ -304,12 +307,24 @@ def _require_type(value: Any, kind: type, name: str) -> None:
 
 
 def _check_postprocess(postprocess: Any) -> None:
+    from tiledseg.postprocess import validate_postprocess_options
+
     _require_type(postprocess, dict, "postprocess")
     unknown = sorted(set(postprocess) - set(POSTPROCESS_KEYS))
     if unknown:
         raise ValueError(
             f"`postprocess` keys must be among {list(POSTPROCESS_KEYS)}. "
             f"Received unknown keys: {unknown}"
+        )
+    validate_postprocess_options(postprocess)  # values: ranges, integers, flags
+
+
+def _check_downsampling(value: Any) -> None:
+    validate_range(value, "downsampling", low=1, high=MAX_DOWNSAMPLING, integer=True)
+    if value & (value - 1):
+        raise ValueError(
+            "`downsampling` must be a power of two (a UNet halves its feature maps at each "
+            f"level): 1, 2, 4, ..., {MAX_DOWNSAMPLING}. Received: downsampling={value!r}"
         )
 
 

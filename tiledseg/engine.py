@@ -33,11 +33,19 @@ import numpy as np
 from tiledseg._device import on_gpu
 from tiledseg._validation import validate_choice, validate_range
 from tiledseg.band import band_function, default_batch, row_groups, rows_per_band
+from tiledseg.limits import check_scaled_size, check_tile_count
 from tiledseg.precision import PRECISIONS, with_precision
 from tiledseg.runtimes.select import RUNTIMES, RuntimeChoice, choose_runtime, runtime_backend
 from tiledseg.scale import PixelScale, resize_image, resize_probabilities, scaled_shape
 from tiledseg.tile_backend import backend_bands, is_tile_backend
-from tiledseg.tiling import BLEND_MODES, TileGrid, blend_weights, downsampling_factor, make_grid
+from tiledseg.tiling import (
+    BLEND_MODES,
+    TileGrid,
+    blend_weights,
+    downsampling_factor,
+    make_grid,
+    tile_count,
+)
 
 __all__ = ["PAD_MODES", "TTA_MODES", "TiledPredictor", "predict_tiled", "predict_whole"]
 
@@ -75,8 +83,10 @@ def predict_tiled(
     """Predict a probability map for an image of any size by overlapped, blended tiles.
 
     Args:
-        image: RGB uint8 array ``(H, W, C)`` (``(H, W)`` is taken as one channel). The network
-            receives float32 pixel values as stored (0-255); models normalise inside the graph.
+        image: RGB uint8 array ``(H, W, C)``. uint16 is brought to uint8 as round(v / 257);
+            other dtypes raise TypeError. Grey ``(H, W)`` is copied to a 3-channel model's
+            channels and RGBA loses its alpha. The network receives float32 pixel values as
+            stored (0-255); models normalise inside the graph.
         model: a ``keras.Model``, or a zoo model (an object with ``.model`` and ``.meta``)
             whose metadata supplies every argument left as ``None``, or a tile backend (an
             object with ``.predict_tiles`` and ``.meta``, e.g. a
@@ -116,7 +126,10 @@ def predict_tiled(
 
     Raises:
         ValueError: an argument is out of range or not an allowed value.
-        TypeError: ``image`` is not a NumPy array or ``model`` is not a Keras model.
+        TypeError: ``image`` is not a uint8/uint16 NumPy array or ``model`` is not a Keras model.
+        WorkLimitError: the image at the model's scale has more pixels than
+            ``TILEDSEG_MAX_SCALED_PIXELS`` (default 80 M), or its grid more tiles than
+            ``TILEDSEG_MAX_TILES`` (default 50,000); checked before allocating (a ValueError).
 
     Example:
         >>> import keras, numpy as np
@@ -128,7 +141,7 @@ def predict_tiled(
         (700, 900)
     """
     network, meta = _unwrap(model)
-    image = _validate_image(image)
+    image = _validate_image(image, network, meta)
     settings = _resolve_settings(meta, tile, overlap, blend, scale, tta, precision)
     _validate_batch_and_padding(batch_size, pad_mode)
     validate_choice(runtime, RUNTIMES, "runtime")
@@ -206,7 +219,7 @@ def predict_whole(
         (30, 50)
     """
     network, meta = _unwrap(model)
-    image = _validate_image(image)
+    image = _validate_image(image, network, meta)
     height, width = image.shape[:2]
     settings = _resolve_settings(meta, None, None, None, scale, None, precision)
     network = _runner(network, settings["precision"], "keras")
@@ -216,6 +229,7 @@ def predict_whole(
                 f"`input_size` must be (height, width) with both >= 1. Received: {input_size=}"
             )
         target = (int(input_size[0]), int(input_size[1]))
+        check_scaled_size(image.shape[:2], target, f"input_size {target[0]}x{target[1]}")
     else:
         target = _target_shape(image.shape, settings["scale"])
     factor = _factor(network, meta)
@@ -331,10 +345,16 @@ def describe_grid(
 
 
 def _plan(image_shape, network, meta, settings) -> tuple[tuple[int, int], TileGrid]:
-    """The size at the model's scale and the tile grid over it, for an image of this shape."""
+    """The size at the model's scale and the tile grid over it, for an image of this shape.
+
+    Both are bounded (:mod:`tiledseg.limits`) before anything of that size is allocated.
+    """
     target = _target_shape(image_shape, settings["scale"])
     factor = _factor(network, meta)
     side = _tile_side(settings["tile"], target, factor, settings["overlap"])
+    check_tile_count(
+        target, side, settings["overlap"], tile_count(*target, side, settings["overlap"], factor)
+    )
     return target, make_grid(target[0], target[1], side, settings["overlap"], factor)
 
 
@@ -361,7 +381,14 @@ def _unwrap(model: Any) -> tuple[Any, Any]:
     return model, meta
 
 
-def _validate_image(image: Any) -> np.ndarray:
+def _validate_image(image: Any, network: Any = None, meta: Any = None) -> np.ndarray:
+    """Check an input array and bring it to the documented form: uint8, the model's channels.
+
+    uint8 passes as is; uint16 becomes round(v / 257), as :func:`tiledseg.io.read_image` does;
+    other dtypes (float, bool, signed integers) are refused, because their range is a guess.
+    Grey ``(H, W)`` or ``(H, W, 1)`` is copied to a 3-channel model's channels; RGBA loses its
+    alpha for a 3-channel model.
+    """
     if not isinstance(image, np.ndarray):
         raise TypeError(
             f"`image` must be a NumPy array (H, W, C). Received: {type(image).__name__}"
@@ -373,7 +400,36 @@ def _validate_image(image: Any) -> np.ndarray:
             f"`image` must have shape (H, W) or (H, W, C) with H, W >= 1. "
             f"Received: shape={image.shape}"
         )
-    return image
+    if image.dtype == np.uint16:
+        image = ((image.astype(np.uint32) + 128) // 257).astype(np.uint8)
+    elif image.dtype != np.uint8:
+        raise TypeError(
+            "`image` must be uint8 (0-255) or uint16 (0-65535, divided by 257), as "
+            "tiledseg.io.read_image returns it. For floats in [0, 1] pass "
+            "`np.clip(np.rint(image * 255), 0, 255).astype(np.uint8)`; for floats or integers "
+            f"in 0-255, `image.astype(np.uint8)`. Received: dtype {image.dtype}"
+        )
+    expected = _input_channels(network, meta)
+    channels = image.shape[2]
+    if expected is None or channels == expected:
+        return image
+    if channels == 1:
+        return np.repeat(image, expected, axis=2)
+    if channels == 4 and expected == 3:
+        return image[..., :3]
+    raise ValueError(
+        f"`image` has {channels} channels but the model takes {expected}. "
+        f"Received: shape={image.shape}"
+    )
+
+
+def _input_channels(network: Any, meta: Any) -> int | None:
+    shape = getattr(network, "input_shape", None) if isinstance(network, keras.Model) else None
+    if isinstance(shape, list):
+        shape = shape[0]
+    if shape and shape[-1] is not None:
+        return int(shape[-1])
+    return _meta_value(meta, "input_channels", None)
 
 
 def _meta_value(meta: Any, name: str, default: Any) -> Any:
@@ -449,8 +505,13 @@ def _factor(network: keras.Model, meta: Any) -> int:
 
 
 def _target_shape(image_shape: tuple[int, ...], scale: PixelScale) -> tuple[int, int]:
+    """The size at the model's scale, refused above the scaled-pixel limit."""
     height, width = int(image_shape[0]), int(image_shape[1])
-    return scaled_shape(height, width, scale.factor_for(height, width))
+    factor = scale.factor_for(height, width)
+    how = f"{scale.mode.replace('_', ' ')} {scale.value:g}" + (
+        "" if scale.mode == "factor" else f", a factor of {factor:.4g}"
+    )
+    return check_scaled_size((height, width), scaled_shape(height, width, factor), how)
 
 
 def _tile_side(tile: int | str, scaled: tuple[int, int], factor: int, overlap: float) -> int:

@@ -52,3 +52,15 @@ class RuntimeNotInstalledError(TiledsegError, ImportError):
 
     The message gives the ``pip install`` command.
     """
+
+
+class WorkLimitError(TiledsegError, ValueError):
+    """An image would be too large at the model's scale, or need too many tiles.
+
+    Raised before anything is allocated; the message gives the input's size, the size at the
+    model's scale (or the tile count), the limit, and what to change.
+    """
+
+
+class MaskValueError(ImageReadError):
+    """A mask's values cannot be read as one foreground unambiguously (see tiledseg.masks)."""

@@ -43,6 +43,7 @@ from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 from tiledseg._validation import validate_choice, validate_range
 from tiledseg.atomic import atomic_write_bytes
 from tiledseg.errors import ImageReadError, MaskSizeError, PixelLimitError
+from tiledseg.masks import LOSSY_FORMATS, foreground
 
 DEFAULT_MAX_PIXELS = 80_000_000
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp")
@@ -124,8 +125,13 @@ def _oriented_size(image: Image.Image) -> tuple[int, int]:
     return height, width
 
 
-def _decode(source: _Source, name: str | None, max_pixels: int | None) -> tuple[str, np.ndarray]:
-    """Decode to HxW (grey) or HxWx3 (RGB) uint8/uint16 values, oriented, alpha dropped."""
+def _decode(
+    source: _Source, name: str | None, max_pixels: int | None
+) -> tuple[str, np.ndarray, str]:
+    """Decode to HxW (grey) or HxWx3 (RGB) uint8/uint16 values, oriented, alpha dropped.
+
+    Returns the label for messages, the values and Pillow's format name ("PNG", "JPEG", ...).
+    """
     limit = _resolve_max_pixels(max_pixels)
     label, data = _open(source, name)
     with _pillow_open(label, data) as image:
@@ -139,7 +145,7 @@ def _decode(source: _Source, name: str | None, max_pixels: int | None) -> tuple[
                 f"{_MAX_PIXELS_ENV}={height * width}",
             )
         try:
-            return label, _pixels(image, label, data)
+            return label, _pixels(image, label, data), str(image.format)
         except ImageReadError:
             raise
         except _DECODE_ERRORS as error:
@@ -202,7 +208,7 @@ def read_image(
         >>> read_image("lesion.jpg").shape  # doctest: +SKIP
         (2848, 4288, 3)
     """
-    _, values = _decode(source, name, max_pixels)
+    _, values, _ = _decode(source, name, max_pixels)
     values = _to_uint8(values)
     return cv2.cvtColor(values, cv2.COLOR_GRAY2RGB) if values.ndim == 2 else values
 
@@ -214,10 +220,13 @@ def read_mask(
     shape: tuple[int, int] | None = None,
     max_pixels: int | None = None,
 ) -> np.ndarray:
-    """Read a binary mask: 0/255, 0/1, palette, RGB or JPEG-noisy, 8- or 16-bit.
+    """Read a binary mask: 0/1, 0/255, 0/65535, 16-bit 0/255, label, palette, RGB, JPEG-noisy.
 
-    Colour and palette pixels count by their brightest channel. Where the largest value is 1,
-    foreground is every value above 0; otherwise every (8-bit) value above 127.
+    Foreground follows one rule (:mod:`tiledseg.masks`): with two levels, one of them 0, every
+    pixel that is not 0; a lossless colour mask holds black and one colour; JPEG and WebP masks
+    with noisy edges count a brightest channel above 127. Masks the rule cannot read
+    unambiguously (several labels or colours, two levels without 0, interpolated edges in a
+    lossless file, a faint JPEG) are refused with the reason.
 
     Args:
         source, name, max_pixels: as in `read_image`.
@@ -226,6 +235,7 @@ def read_mask(
         np.ndarray (H, W) bool.
     Raises:
         ImageReadError, PixelLimitError: as in `read_image`.
+        MaskValueError: the values cannot be read as one foreground (an ImageReadError).
         MaskSizeError: `shape` was given and the mask's height and width differ.
     Example:
         >>> read_mask("ISIC_0001769.png", shape=(2016, 3024)).dtype  # doctest: +SKIP
@@ -236,10 +246,8 @@ def read_mask(
             raise ValueError(f"`shape` must be a (height, width) pair. Received: shape={shape!r}")
         for size in shape:
             validate_range(size, "shape", low=1, integer=True)
-    label, values = _decode(source, name, max_pixels)
-    if values.ndim == 3:
-        values = values.max(axis=2)
-    mask = values > 0 if values.max() == 1 else _to_uint8(values) > 127
+    label, values, image_format = _decode(source, name, max_pixels)
+    mask = foreground(values, label, lossy=image_format in LOSSY_FORMATS)
     if shape is not None and mask.shape != tuple(shape):
         (mask_h, mask_w), (image_h, image_w) = mask.shape, shape
         hint = ""

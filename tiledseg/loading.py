@@ -28,25 +28,43 @@ no resolver installed, only paths load.
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 from typing import Any, Protocol
 
-from tiledseg.contract import CONFIG_FILE, META_FILE, ModelMeta, load_meta
+from tiledseg.contract import CONFIG_FILE, META_FILE, WEIGHTS_FILE, ModelMeta, load_meta
 from tiledseg.errors import MetadataError, ModelLoadError, ModelNotFoundError, UnsafeModelError
 
 __all__ = [
     "RESOLVER_GROUP",
+    "DefaultSettingsWarning",
     "LoadedModel",
     "ModelResolver",
+    "default_meta",
     "installed_resolvers",
     "load_keras_model",
     "load_model",
     "load_model_path",
     "read_model_meta",
 ]
+
+_HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+
+
+class DefaultSettingsWarning(UserWarning):
+    """A ``.keras`` file without ``tiledseg.json`` runs with default inference settings.
+
+    ``defaults`` maps each setting (scale, tile, overlap, blend, threshold, tta, postprocess)
+    to the default used, so a caller can name the ones it did not set explicitly.
+    """
+
+    def __init__(self, message: str, defaults: dict[str, Any]):
+        super().__init__(message)
+        self.defaults = defaults
+
 
 RESOLVER_GROUP = "tiledseg.model_resolvers"
 _NO_RESOLVER = (
@@ -212,11 +230,73 @@ def load_model_path(
     # Read the metadata first: a too-new schema is reported before a slow model load.
     meta_file = folder / META_FILE
     meta = load_meta(meta_file) if meta_file.is_file() else None
+    if path.is_dir():
+        check_weights(path)
     network = load_keras_model(path)
     if meta is None:
+        if path.is_dir():
+            # A model folder is a zoo model: its settings (the ISIC model's short side 256 px,
+            # its threshold) are part of it, and defaults would give wrong masks silently.
+            raise MetadataError(
+                f"{path} is a model folder without {META_FILE}, which holds its inference "
+                "settings (scale, tile, threshold, post-processing). Restore the file (it is "
+                "written by `python -m model_zoo bundle` or `publish`), or run the bare "
+                ".keras file with explicit settings."
+            )
         meta = (default_meta or _default_meta)(folder, network)
     check_channels(meta, network, folder)
+    check_downsampling(meta, network, folder)
     return LoadedModel(model=network, meta=meta, path=path)
+
+
+def check_weights(folder: Path) -> None:
+    """Refuse a model folder whose weights file is missing, empty, truncated or not HDF5.
+
+    Keras itself only says "cannot access local variable 'weights_store'" for these.
+    """
+    weights = folder / WEIGHTS_FILE
+    if not weights.is_file():
+        raise ModelLoadError(
+            f"{weights} is missing: a model folder holds {CONFIG_FILE} and {WEIGHTS_FILE} "
+            "(written together by keras.saving.save_model(model, folder, zipped=False)). "
+            "Download or copy the folder again."
+        )
+    size = weights.stat().st_size
+    with weights.open("rb") as file:
+        signature = file.read(len(_HDF5_SIGNATURE))
+    if size == 0 or signature != _HDF5_SIGNATURE:
+        what = "is empty (0 bytes)" if size == 0 else "is not an HDF5 file"
+        raise ModelLoadError(
+            f"{weights} {what}: it cannot hold the model's weights. Download or copy the "
+            "folder again."
+        )
+    import h5py
+
+    try:
+        with h5py.File(weights, "r"):
+            pass
+    except OSError as error:
+        raise ModelLoadError(
+            f"{weights} is truncated or corrupt ({size:,} bytes; {_first_line(str(error))}). "
+            "Download or copy the folder again."
+        ) from None
+
+
+def check_downsampling(meta: ModelMeta, network: Any, folder: Path) -> None:
+    """Raise MetadataError where ``meta.downsampling`` is not a multiple of the network's own.
+
+    Tiles are cut at multiples of ``meta.downsampling``; a value the network's pooling does not
+    divide gives tiles the network cannot take.
+    """
+    from tiledseg.tiling import downsampling_factor
+
+    actual = downsampling_factor(network)
+    if meta.downsampling % actual:
+        raise MetadataError(
+            f"{folder / META_FILE} says downsampling={meta.downsampling} but the network "
+            f"downsamples by {actual}; it must be a multiple of {actual}. Re-stage the model "
+            "from its training run."
+        )
 
 
 def load_keras_model(path: str | os.PathLike) -> Any:
@@ -292,8 +372,38 @@ def _is_model_path(path: Path) -> bool:
     return (path / CONFIG_FILE).is_file() if path.is_dir() else path.suffix == ".keras"
 
 
+def default_meta(network: Any, *, name: str, source: Path) -> ModelMeta:
+    """Default settings for a ``.keras`` file without ``tiledseg.json``, with a warning.
+
+    The :class:`DefaultSettingsWarning` names every default used (scale factor 1.0, tile 512,
+    overlap 0.25, gaussian blend, threshold 0.5, no test-time flips, no post-processing), which
+    may be wrong for the model: give the settings explicitly or add a ``tiledseg.json``.
+    """
+    meta = ModelMeta.default_for(network, name=name)
+    defaults = {
+        "scale": f"{meta.scale.mode} {meta.scale.value:g}",
+        "tile": meta.tile,
+        "overlap": meta.overlap,
+        "blend": meta.blend,
+        "threshold": meta.threshold,
+        "tta": "none",
+        "postprocess": "none",
+    }
+    listed = ", ".join(f"{key} {value}" for key, value in defaults.items())
+    warnings.warn(
+        DefaultSettingsWarning(
+            f"No {META_FILE} beside the .keras file in {source}, so it runs with default "
+            f"settings: {listed}. Give the settings the model was trained with explicitly, or "
+            f"add a {META_FILE}.",
+            defaults,
+        ),
+        stacklevel=2,
+    )
+    return meta
+
+
 def _default_meta(folder: Path, network: Any) -> ModelMeta:
-    return ModelMeta.default_for(network, name=folder.name)
+    return default_meta(network, name=folder.name, source=folder)
 
 
 def _first_line(text: str) -> str:

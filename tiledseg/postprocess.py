@@ -28,9 +28,18 @@ import numpy as np
 
 from tiledseg._validation import validate_range
 
-__all__ = ["POSTPROCESS_KEYS", "component_stats", "postprocess"]
+__all__ = [
+    "MAX_KERNEL_PX",
+    "POSTPROCESS_KEYS",
+    "component_stats",
+    "postprocess",
+    "validate_postprocess_options",
+]
 
 POSTPROCESS_KEYS = ("threshold", "opening", "closing", "fill_holes", "min_size", "keep_largest")
+# Opening and closing kernels wider than this are refused: the cost grows with the kernel's area
+# at full resolution, and a kernel of 10^9 px would be allocated before any pixel is touched.
+MAX_KERNEL_PX = 255
 _BINARY_ONLY_DEFAULTS = {
     "opening": 0,
     "closing": 0,
@@ -44,6 +53,36 @@ def _validate_flag(value: Any, name: str) -> bool:
     if not isinstance(value, (bool, np.bool_)):
         raise TypeError(f"`{name}` must be True or False. Received: {name}={value!r}")
     return bool(value)
+
+
+def validate_postprocess_options(options: dict[str, Any]) -> dict[str, Any]:
+    """Check post-processing options (any subset of the keys), as loaded from metadata or given.
+
+    ``opening`` and ``closing``: integers in [0, MAX_KERNEL_PX]; ``min_size``: an integer >= 0;
+    ``fill_holes`` and ``keep_largest``: True or False; ``threshold``: a number in [0, 1].
+    Unknown keys raise ValueError listing the known ones. Returns the options, flags as bool.
+
+    Example: ``validate_postprocess_options({"opening": -3})`` raises
+    "`opening` must be in [0, 255]. Received: opening=-3".
+    """
+    unknown = sorted(set(options) - set(POSTPROCESS_KEYS))
+    if unknown:
+        raise ValueError(
+            f"Post-processing keys must be among {list(POSTPROCESS_KEYS)}. "
+            f"Received unknown keys: {unknown}"
+        )
+    checked = dict(options)
+    for name in ("opening", "closing"):
+        if name in options:
+            validate_range(options[name], name, low=0, high=MAX_KERNEL_PX, integer=True)
+    if "min_size" in options:
+        validate_range(options["min_size"], "min_size", low=0, integer=True)
+    if "threshold" in options:
+        validate_range(options["threshold"], "threshold", low=0, high=1)
+    for name in ("fill_holes", "keep_largest"):
+        if name in options:
+            checked[name] = _validate_flag(options[name], name)
+    return checked
 
 
 def _ellipse(size: int) -> np.ndarray:
@@ -106,8 +145,8 @@ def postprocess(
         probabilities_or_mask: float array (H, W) or (H, W, 1) of probabilities in [0, 1], a bool
             mask (H, W) used as is, or float (H, W, C>1) class probabilities (argmax, see Returns).
         threshold: float in [0, 1], default 0.5. Foreground is ``probability > threshold``.
-        opening: int >= 0, default 0 (off). Width in px of the elliptical opening kernel.
-        closing: int >= 0, default 0 (off). Width in px of the elliptical closing kernel.
+        opening: int in [0, 255], default 0 (off). Width in px of the elliptical opening kernel.
+        closing: int in [0, 255], default 0 (off). Width in px of the elliptical closing kernel.
         fill_holes: bool, default False. Fill background regions enclosed by the mask.
         min_size: int >= 0, default 0 (off). Drop components with fewer pixels than this.
         keep_largest: bool, default False. Keep only the largest connected component.
@@ -127,10 +166,16 @@ def postprocess(
         (25, True, False)
     """
     validate_range(threshold, "threshold", low=0, high=1)
-    for name, size in (("opening", opening), ("closing", closing), ("min_size", min_size)):
-        validate_range(size, name, low=0, integer=True)
-    fill_holes = _validate_flag(fill_holes, "fill_holes")
-    keep_largest = _validate_flag(keep_largest, "keep_largest")
+    options = validate_postprocess_options(
+        {
+            "opening": opening,
+            "closing": closing,
+            "fill_holes": fill_holes,
+            "min_size": min_size,
+            "keep_largest": keep_largest,
+        }
+    )
+    fill_holes, keep_largest = options["fill_holes"], options["keep_largest"]
     array = np.asarray(probabilities_or_mask)
     if array.dtype != bool and not np.issubdtype(array.dtype, np.floating):
         raise TypeError(

@@ -24,6 +24,7 @@ __all__ = [
     "blend_weights",
     "downsampling_factor",
     "make_grid",
+    "tile_count",
 ]
 
 BLEND_MODES = ("gaussian", "hann", "constant", "center")
@@ -107,16 +108,35 @@ def axis_grid(length: int, tile: int, overlap: float, factor: int = 1) -> AxisGr
     validate_range(tile, "tile", low=1, integer=True)
     validate_range(overlap, "overlap", low=0, high=1, high_inclusive=False)
     validate_range(factor, "factor", low=1, integer=True)
-    padded = _round_up(length, factor)
-    tile = _round_up(tile, factor)
+    padded, tile, stride = _axis_layout(length, tile, overlap, factor)
     if padded <= tile:
         return AxisGrid(length, padded, padded, (0,))
-    stride = max(factor, round(tile * (1.0 - overlap) / factor) * factor)
-    stride = min(stride, tile)
     last = padded - tile
     starts = list(range(0, last, stride))
     starts.append(last)
     return AxisGrid(length, padded, tile, tuple(starts))
+
+
+def _axis_layout(length: int, tile: int, overlap: float, factor: int) -> tuple[int, int, int]:
+    """(padded length, tile, stride) along one axis, as :func:`axis_grid` places the tiles."""
+    padded = _round_up(length, factor)
+    tile = _round_up(tile, factor)
+    stride = min(max(factor, round(tile * (1.0 - overlap) / factor) * factor), tile)
+    return padded, tile, stride
+
+
+def tile_count(height: int, width: int, tile: int, overlap: float, factor: int = 1) -> int:
+    """The number of tiles :func:`make_grid` would place, computed without placing them.
+
+    Example:
+        >>> tile_count(1000, 1400, 512, 0.25, 32) == make_grid(1000, 1400, 512, 0.25, 32).count
+        True
+    """
+    count = 1
+    for length in (height, width):
+        padded, side, stride = _axis_layout(length, tile, overlap, factor)
+        count *= 1 if padded <= side else -(-(padded - side) // stride) + 1
+    return count
 
 
 def make_grid(height: int, width: int, tile: int, overlap: float, factor: int = 1) -> TileGrid:
