@@ -409,7 +409,7 @@ def _predict(args: argparse.Namespace, progress: _Progress) -> int:
         try:
             image = tio.read_image(path)
             probabilities = runner.probabilities(image, label)
-        except _user_errors() as error:  # unreadable, or too much work at the model's scale
+        except _image_errors() as error:  # unreadable, or too much work at the model's scale
             failures += 1
             print(f"skipped {path}: {error}", file=sys.stderr)
             continue
@@ -478,7 +478,7 @@ def _evaluate(args: argparse.Namespace, progress: _Progress) -> int:
             image = tio.read_image(image_path)
             truth = tio.read_mask(mask_path, shape=image.shape[:2])
             mask = runner.mask(runner.probabilities(image, label))
-        except _user_errors() as error:
+        except _image_errors() as error:
             skipped.append({"image": image_path.stem, "reason": str(error)})
             print(f"skipped {image_path.name}: {error}", file=sys.stderr)
             continue
@@ -547,6 +547,13 @@ def _table(rows: list[dict[str, Any]], names: list[str], mean: dict[str, float],
     note = f"; {skipped} skipped (see the messages above)" if skipped else ""
     lines.append(f"means over {len(rows)} of {found} images{note}")
     return "\n".join(lines)
+
+
+def _image_errors() -> tuple[type[BaseException], ...]:
+    """Errors of one image (skip it, go on); others, such as a lost server, stop the run."""
+    from tiledseg.errors import ImageReadError, MaskSizeError, WorkLimitError
+
+    return (ImageReadError, MaskSizeError, WorkLimitError, FileNotFoundError)
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:
