@@ -25,6 +25,8 @@ from app_support import (
     saved,
 )
 
+# The URL's query parameter that holds the chosen model (the page is the URL's path).
+MODEL_QUERY = "model"
 PAGES = {
     "predict": ("app_pages/predict.py", "Predict", ":material/image_search:"),
     "evaluate": ("app_pages/evaluate.py", "Evaluate", ":material/fact_check:"),
@@ -46,9 +48,14 @@ def _model_label(entries: dict[str, dict]):
 
 
 def sidebar() -> None:
-    """The model picker and the environment, on every page."""
+    """The model picker (the one place a model is chosen) and the environment, on every page.
+
+    The choice is kept in the URL (``?model=ID``), so a reload or a shared link opens the same
+    model on the same page; a link's model wins over the default when a session starts.
+    """
     entries = {entry["id"]: entry for entry in catalog()}
-    init_session_state(default_model_id(list(entries)))
+    linked = (st.query_params.get(MODEL_QUERY) or "").strip()
+    init_session_state(linked or default_model_id(list(entries)))
     options = [*entries, CUSTOM_MODEL]
     choice = saved(MODEL_CHOICE)
     if choice and choice not in options:  # e.g. $TILEDSEG_DEFAULT_MODEL names a Hub repository
@@ -62,7 +69,10 @@ def sidebar() -> None:
             format_func=_model_label(entries),
             on_change=remember,
             args=(MODEL_CHOICE,),
-            help="Models from the zoo; the choice applies to every page.",
+            help=(
+                "The model every page uses. Bundled models work offline; Hub models are "
+                "downloaded once. The choice is kept in the page's address."
+            ),
         )
         if saved(MODEL_CHOICE) == CUSTOM_MODEL:
             st.text_input(
@@ -82,10 +92,12 @@ def sidebar() -> None:
                 placeholder="main, a tag, a commit",
             )
         if not entries:
-            st.warning(
-                "No model is bundled or registered. Bundle one with "
-                "`python -m model_zoo bundle RUN_DIR --id unet-isic2017`."
-            )
+            st.warning("This app has no model yet: its operator has to add one to the zoo.")
+        chosen = saved(MODEL_CHOICE)
+        if chosen and chosen != CUSTOM_MODEL:
+            st.query_params[MODEL_QUERY] = chosen
+        elif MODEL_QUERY in st.query_params:
+            del st.query_params[MODEL_QUERY]
         with st.expander("Environment"):
             for name, value in environment_info().items():
                 st.markdown(f"**{name}**: {value}")

@@ -11,13 +11,16 @@ from app_support import (
     applied_settings,
     charts,
     current_model,
+    domain_warning,
     downloads,
     error_legend,
     find_samples,
+    model_dataset,
     pair_by_name,
     postprocess_controls,
     read_zip,
     result_store,
+    scale_warning,
     set_applied_settings,
     settings_form,
     show_problems,
@@ -55,9 +58,19 @@ settings = applied_settings(PAGE, loaded.key, defaults)
 
 
 def _inputs() -> tuple[list[Upload], list[Upload]]:
-    samples = [s for s in find_samples() if s.mask is not None]
+    trained = model_dataset(loaded)
+    samples = [s for s in find_samples(dataset=trained) if s.mask is not None]
     sources = ["Images and masks", "ZIP archive"] + (["Samples"] if samples else [])
-    source = st.radio("Ground truth from", sources, horizontal=True, key=f"{PAGE}_source")
+    source = st.radio(
+        "Ground truth from",
+        sources,
+        horizontal=True,
+        key=f"{PAGE}_source",
+        help=(
+            "Upload images and their masks, one ZIP holding both, or sample images of the "
+            "model's data set with their ground truth."
+        ),
+    )
     if source == "Images and masks":
         left, right = st.columns(2)
         images = left.file_uploader(
@@ -78,8 +91,16 @@ def _inputs() -> tuple[list[Upload], list[Upload]]:
             return read_zip(Upload.from_bytes(archive.name, archive.getvalue()))
         return [], []
     labels = [sample.label for sample in samples]
-    chosen = st.multiselect("Samples", labels, default=labels[:3], key=f"{PAGE}_samples")
+    chosen = st.multiselect(
+        "Samples",
+        labels,
+        default=labels[:3],
+        key=f"{PAGE}_samples",
+        help=f"Sample images of the {trained or 'demo'} data set with ground-truth masks.",
+    )
     picked = [samples[labels.index(label)] for label in chosen]
+    for sample in picked:
+        domain_warning(loaded, sample.dataset, f"**{sample.image.name}**")
     return [s.upload() for s in picked], [s.mask_upload() for s in picked]
 
 
@@ -110,7 +131,7 @@ if pairing.images_without_mask or pairing.masks_without_image:
 if not pairing.pairs:
     st.stop()
 
-controls, view = st.columns([1, 3])
+controls, view = st.columns([1, 4])
 with controls:
     threshold, options = postprocess_controls(PAGE, loaded)
 
@@ -124,6 +145,8 @@ with view:
         with user_errors(f"{image_upload.name} + {mask_upload.name}", collect=problems):
             image = decode_image(store, image_upload)
             truth = decode_mask(store, mask_upload, image.shape[:2])
+            if not scored:
+                scale_warning(loaded, settings["scale"], image.shape)
             prediction = predict(
                 loaded,
                 store,
@@ -138,26 +161,41 @@ with view:
             rows.append({"image": image_upload.name, "mask": mask_upload.name, **values})
             scored.append((image_upload, mask_upload, image, truth, prediction, mask))
     overall.empty()
-show_problems(problems, "These pairs could not be scored:")
 if not rows:
+    with view:
+        show_problems(problems, f"None of the {len(pairing.pairs)} pairs could be scored:")
     st.stop()
 
 means = mean_metrics(rows)
 with view:
-    st.subheader(f"Means over {len(rows)} image{'s' if len(rows) > 1 else ''}")
+    skipped = len(pairing.pairs) - len(rows)
+    st.subheader(
+        f"Means over {len(rows)} image{'s' if len(rows) > 1 else ''}"
+        + (f" ({skipped} of {len(pairing.pairs)} pairs skipped)" if skipped else "")
+    )
+    # The reasons sit right under the count they explain, not below the charts.
+    show_problems(problems, f"Skipped {skipped} pair{'s' if skipped > 1 else ''}:")
     columns = [*st.columns(3), *st.columns(3)]
     for column, name in zip(columns, HEADLINE, strict=True):
         value = means.get(name, float("nan"))
         text = "n/a" if value != value else (f"{value:.1f}" if name == "hd95" else f"{value:.4f}")
         column.metric(METRIC_LABELS[name], text)
-    st.dataframe(
-        [
-            {"image": row["image"], **{METRIC_LABELS[k]: row[k] for k in METRIC_LABELS}}
-            for row in rows
-        ],
-        hide_index=True,
-    )
-
+# The table has the page's full width, so every metric column (HD95 last) fits at 1400 px.
+st.dataframe(
+    [{"image": row["image"], **{METRIC_LABELS[k]: row[k] for k in METRIC_LABELS}} for row in rows],
+    hide_index=True,
+    width="stretch",
+    column_config={
+        "image": st.column_config.TextColumn("image", width="medium"),
+        **{
+            label: st.column_config.NumberColumn(
+                label, format="%.1f" if key == "hd95" else "%.4f", width="small"
+            )
+            for key, label in METRIC_LABELS.items()
+        },
+    },
+)
+with view:
     curves = [threshold_curves(p.key, m.sha256, p.probabilities, t) for _, m, _, t, p, _ in scored]
     first, second, third = st.columns(3)
     names = [row["image"] for row in rows]
@@ -192,7 +230,9 @@ with view:
         "post-processing; the dashed line is the current threshold."
     )
     st.subheader("Errors on one image")
-    shown = st.selectbox("Image", names, key=f"{PAGE}_shown")
+    shown = st.selectbox(
+        "Image", names, key=f"{PAGE}_shown", help="The image whose errors are drawn below."
+    )
     image_upload, _, image, truth, prediction, mask = scored[names.index(shown)]
     row = rows[names.index(shown)]
     st.image(
@@ -211,7 +251,33 @@ with view:
         "mean": means,
         "images": rows,
     }
-    left, right = st.columns(2)
+
+    def masks_zip() -> bytes:
+        files = []
+        for image_upload, _, item_image, _, _, item_mask in scored:
+            files.append(
+                (f"masks/{image_upload.stem}.png", lambda m=item_mask: downloads.mask_png(m))
+            )
+            files.append(
+                (
+                    f"overlays/{image_upload.stem}.jpg",
+                    lambda i=item_image, m=item_mask: downloads.overlay_jpeg(
+                        i, m, color=viz.contrasting_color(i, m)
+                    ),
+                )
+            )
+        return downloads.zip_of(files)
+
+    left, middle, right = st.columns(3)
+    middle.download_button(
+        f"Predicted masks ({len(scored)}, ZIP)",
+        data=masks_zip,
+        file_name="tiledseg_predicted_masks.zip",
+        mime="application/zip",
+        on_click="ignore",
+        key=f"{PAGE}_download_masks",
+        help="The masks scored above, full size (0/255 PNG), with their overlays.",
+    )
     left.download_button(
         "Per-image metrics (CSV)",
         data=downloads.rows_csv(rows),

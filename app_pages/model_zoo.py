@@ -11,6 +11,7 @@ from app_support import (
     image_inputs,
     load_model,
     model_details,
+    overlay_colors,
     pull_model,
     refresh_zoo,
     result_store,
@@ -18,7 +19,7 @@ from app_support import (
     user_errors,
 )
 from app_support.runs import default_settings, metrics_row, postprocessed_mask, predict
-from app_support.uploads import decode_image, decode_mask
+from app_support.uploads import IMAGE_TYPES, Upload, decode_image, decode_mask
 from tiledseg import viz
 
 PAGE = "model_zoo"
@@ -31,10 +32,7 @@ st.caption(
 )
 entries = catalog()
 if not entries:
-    st.warning(
-        "The zoo is empty: no bundled model and no registry entry. Bundle a training run with "
-        "`python -m model_zoo bundle RUN_DIR --id unet-isic2017`."
-    )
+    st.warning("The zoo is empty: this app's operator has not added a model yet.")
     st.stop()
 
 
@@ -63,10 +61,13 @@ st.dataframe(
 )
 
 by_id = {entry["id"]: entry for entry in entries}
-current, _ = selected_model()  # open on the model chosen in the sidebar
-ids = list(by_id)
-chosen = st.selectbox(
-    "Model", ids, index=ids.index(current) if current in ids else 0, key=f"{PAGE}_model"
+# One model selector: the sidebar's. This page describes the model chosen there.
+current, _ = selected_model()
+chosen = current if current in by_id else next(iter(by_id))
+st.subheader(f"Model: {chosen}")
+st.caption(
+    "Choose another model in the sidebar's **Model** list; every page then uses it."
+    + ("" if current in by_id else f" ({current or 'nothing'} is not in the zoo's list.)")
 )
 entry = by_id[chosen]
 details = model_details(chosen, entry["offline"])
@@ -89,8 +90,8 @@ if entry["source"] == "hub":
 
 if entry["source"] == "serving":
     st.info(
-        f"{chosen} runs in {entry['description']}; its metadata comes from "
-        "TILEDSEG_SERVING_META. Choose it in the sidebar to use it on every page."
+        f"{chosen} runs in {entry['description']}; its card and metrics come from the "
+        "server's configuration."
     )
 elif details.problem:
     if entry["offline"]:
@@ -131,21 +132,43 @@ if len(ready) < 2:
     )
     st.stop()
 left, right = st.columns(2)
-first_id = left.selectbox("First model", ready, index=0, key=f"{PAGE}_first")
-second_id = right.selectbox("Second model", ready, index=1, key=f"{PAGE}_second")
+first_index = ready.index(chosen) if chosen in ready else 0
+first_id = left.selectbox(
+    "First model",
+    ready,
+    index=first_index,
+    key=f"{PAGE}_first",
+    help="Starts on the sidebar's model.",
+)
+second_id = right.selectbox(
+    "Second model",
+    ready,
+    index=1 if first_index == 0 else 0,
+    key=f"{PAGE}_second",
+    help="The model to compare it with; each runs with its own recommended settings.",
+)
 store = result_store()
 with user_errors("Models") as outcome:
     models = [load_model(first_id), load_model(second_id)]
 if outcome.failed:
     st.stop()
 inputs = image_inputs(f"{PAGE}_compare", models[0], multiple=False, label="Image")
+mask_file = st.file_uploader(
+    "Ground-truth mask (optional, same size as the image)",
+    type=IMAGE_TYPES,
+    key=f"{PAGE}_compare_mask",
+    help="With a mask, each model's Dice is shown; a sample brings its own.",
+)
 if not inputs:
     st.stop()
 item = inputs[0]
+truth_upload = Upload.from_bytes(mask_file.name, mask_file.getvalue()) if mask_file else None
+truth_upload = truth_upload or item.mask
 panels, titles, results = [], [], []
 with user_errors(item.image.name) as outcome:
     image = decode_image(store, item.image)
-    truth = decode_mask(store, item.mask, image.shape[:2]) if item.mask else None
+    truth = decode_mask(store, truth_upload, image.shape[:2]) if truth_upload else None
+    color = outline = None
     for loaded in models:
         meta = loaded.zoo.meta
         prediction = predict(
@@ -160,9 +183,12 @@ with user_errors(item.image.name) as outcome:
         dice = None
         if truth is not None:
             key = f"{prediction.key}|{meta.threshold}|{meta.postprocess}"
-            dice = metrics_row(key, item.mask.sha256, mask, truth)["dice"]
-        color = tuple(meta.classes[-1]["color"])
-        panels.append(viz.overlay(image, mask, color=color, max_side=PANEL_SIDE))
+            dice = metrics_row(key, truth_upload.sha256, mask, truth)["dice"]
+        if color is None:  # one colour for both panels, so they compare
+            color, outline = overlay_colors(f"{PAGE}_compare", loaded, image, mask)
+        panels.append(
+            viz.overlay(image, mask, color=color, contour_color=outline, max_side=PANEL_SIDE)
+        )
         titles.append(
             f"{loaded.zoo.id}: {prediction.seconds:.2f} s"
             + (f", Dice {dice:.3f}" if dice is not None else "")

@@ -10,8 +10,10 @@ from app_support import (
     current_model,
     downloads,
     image_inputs,
+    overlay_colors,
     postprocess_controls,
     result_store,
+    scale_warning,
     set_applied_settings,
     settings_form,
     user_errors,
@@ -57,12 +59,27 @@ if not inputs:
     st.info("Upload an image, or choose **Sample** above, to segment it.")
     st.stop()
 
-controls, view = st.columns([1, 3])
+controls, view = st.columns([1, 4])
 with controls:
     threshold, options = postprocess_controls(PAGE, loaded)
-    opacity = st.slider("Overlay opacity", 0.0, 1.0, 0.4, 0.05, key=f"{PAGE}_opacity")
-    contour = st.checkbox("Outline", value=True, key=f"{PAGE}_contour")
-    show_grid = st.toggle("Show the tile grid", value=False, key=f"{PAGE}_grid")
+    opacity = st.slider(
+        "Overlay opacity",
+        0.0,
+        1.0,
+        0.4,
+        0.05,
+        key=f"{PAGE}_opacity",
+        help="How strongly the mask's colour covers the image (0: outline only).",
+    )
+    contour = st.checkbox(
+        "Outline", value=True, key=f"{PAGE}_contour", help="Draw the mask's outline."
+    )
+    show_grid = st.toggle(
+        "Show the tile grid",
+        value=False,
+        key=f"{PAGE}_grid",
+        help="Draw the tiles the network ran on, each in its own colour and numbered.",
+    )
 
 results = []
 with view:
@@ -100,20 +117,28 @@ with view:
     else:
         shown = names[0]
     name, image, prediction, mask, stats = results[names.index(shown)]
-    color = tuple(meta.classes[-1]["color"])
+    scale_warning(loaded, scale, image.shape)
+    with controls:
+        color, outline = overlay_colors(PAGE, loaded, image, mask)
     picture = viz.overlay(
-        image, mask, color=color, alpha=opacity, contour=contour, max_side=DISPLAY_SIDE
+        image,
+        mask,
+        color=color,
+        contour_color=outline,
+        alpha=opacity,
+        contour=contour,
+        max_side=DISPLAY_SIDE,
     )
     if show_grid:
         grid = loaded.predictor(settings).grid(image.shape)
-        picture = viz.draw_tile_grid(
+        picture = viz.draw_tiles(
             picture, grid.rectangles(), reference_shape=(grid.rows.length, grid.cols.length)
         )
-    left, right = st.columns(2)
-    left.image(picture, caption=f"Overlay · {name}", width="stretch")
-    right.image(
+    overlay_tab, mask_tab = st.tabs(["Overlay", "Mask"])
+    overlay_tab.image(picture, caption=f"Overlay · {name}", width="stretch")
+    mask_tab.image(
         viz.preview(mask, DISPLAY_SIDE).astype("uint8") * 255,
-        caption="Mask",
+        caption=f"Mask · {name}",
         width="stretch",
     )
     if max(image.shape[:2]) > DISPLAY_SIDE:
@@ -143,7 +168,14 @@ with view:
         f"{image.shape[0] * image.shape[1] / 1e6:.2f} megapixels · "
         f"largest component {stats['largest_component_px']:,} px"
     )
-    st.plotly_chart(charts.probability_figure(prediction.probabilities, "Probability map"))
+    left, right = st.columns(2)
+    left.plotly_chart(charts.probability_figure(prediction.probabilities, "Probability map"))
+    right.plotly_chart(charts.uncertainty_figure(prediction.probabilities))
+    right.caption(
+        "Uncertainty is the binary entropy of the probability, in bits: 0 where the model is "
+        "sure (p near 0 or 1), 1 where p = 0.5. It comes from the same map, without running "
+        "the network again (flip-TTA variance would take four runs)."
+    )
 
     stem = name.rsplit(".", 1)[0]
     first, second, third, fourth = st.columns(4)
@@ -159,7 +191,14 @@ with view:
     second.download_button(
         "Overlay PNG",
         data=lambda: downloads.image_png(
-            viz.overlay(image, mask, color=color, alpha=opacity, contour_thickness=thickness)
+            viz.overlay(
+                image,
+                mask,
+                color=color,
+                contour_color=outline,
+                alpha=opacity,
+                contour_thickness=thickness,
+            )
         ),
         file_name=f"{stem}_overlay.png",
         mime="image/png",
@@ -178,9 +217,17 @@ with view:
 
         def batch_zip() -> bytes:
             files = []
-            for item_name, _, item_prediction, item_mask, _ in results:
+            for item_name, item_image, item_prediction, item_mask, _ in results:
                 item_stem = item_name.rsplit(".", 1)[0]
                 files.append((f"masks/{item_stem}.png", lambda m=item_mask: downloads.mask_png(m)))
+                files.append(
+                    (
+                        f"overlays/{item_stem}.jpg",
+                        lambda i=item_image, m=item_mask: downloads.overlay_jpeg(
+                            i, m, color=color, contour_color=outline, alpha=opacity
+                        ),
+                    )
+                )
                 files.append(
                     (
                         f"probabilities/{item_stem}.png",

@@ -1,4 +1,4 @@
-"""Tiling Lab: whole-image inference, the seeds' tiling and blended tiling, side by side."""
+"""Tiling Lab: the seeds' way of segmenting a large image against this engine's, and the seams."""
 
 from __future__ import annotations
 
@@ -7,8 +7,10 @@ import streamlit as st
 
 from app_support import (
     applied_settings,
+    charts,
     current_model,
     image_inputs,
+    overlay_colors,
     result_store,
     set_applied_settings,
     user_errors,
@@ -22,16 +24,16 @@ from app_support.runs import (
 )
 from app_support.uploads import IMAGE_TYPES, Upload, decode_image, decode_mask
 from tiledseg import viz
+from tiledseg.scale import scaled_shape
 from tiledseg.tile_backend import is_tile_backend
+from tiledseg.tiling import make_grid
 
 PAGE = "tiling_lab"
 PANEL_SIDE = 800
 TILES = [64, 96, 128, 192, 256, 320, 384, 512, 768, 1024]
 BLENDS = ("gaussian", "hann", "constant", "center")
-WHOLE_MODES = {
-    "scale": "at the model's pixel scale (one pass, no tiles)",
-    "squash": "squashed to tile x tile, as the seed projects did",
-}
+# The seeds' native-resolution tiling runs one model.predict per tile: bound the work.
+MAX_NATIVE_TILES = 256
 NO_POSTPROCESS = {
     "opening": 0,
     "closing": 0,
@@ -42,9 +44,11 @@ NO_POSTPROCESS = {
 
 st.title("Tiling Lab")
 st.caption(
-    "The seed projects cut large images into tiles, ran each alone and pasted the results "
-    "side by side, which leaves seams where a lesion crosses a tile border. Compare that with "
-    "one whole-image pass and with overlapped tiles blended by a smooth window."
+    "The seed projects fed a large image to the network as it was: either squashed whole to "
+    "the network's input size, or cut into tiles at the photo's own resolution, each run "
+    "alone and pasted side by side. This engine first brings the image to the pixel scale the "
+    "model was trained at, then runs overlapped tiles and blends them. Both are shown here on "
+    "one image, with the model's raw probabilities (threshold only, no post-processing)."
 )
 loaded = current_model()
 if loaded is None:
@@ -52,36 +56,61 @@ if loaded is None:
 store = result_store()
 meta = loaded.zoo.meta
 defaults = {"tile": int(meta.tile), "overlap": float(meta.overlap), "blend": meta.blend}
-defaults["whole"] = "scale"
 lab = applied_settings(PAGE, loaded.key, defaults)
 
 inputs = image_inputs(PAGE, loaded, multiple=False, label="Image")
 mask_file = st.file_uploader(
-    "Ground-truth mask (optional, same size as the image)", type=IMAGE_TYPES, key=f"{PAGE}_mask"
+    "Ground-truth mask (optional, same size as the image)",
+    type=IMAGE_TYPES,
+    key=f"{PAGE}_mask",
+    help="With a mask, each method's Dice is shown.",
 )
 key = f"{PAGE}_{loaded.zoo.id}"
 with st.form(f"{key}_form"):
     first, second, third = st.columns(3)
     tiles = sorted({*TILES, lab["tile"]})
-    tile = first.select_slider("Tile (px at model scale)", tiles, lab["tile"], key=f"{key}_tile")
-    overlap = second.slider("Overlap", 0.0, 0.75, lab["overlap"], 0.05, key=f"{key}_overlap")
-    blend = third.selectbox("Blend", BLENDS, BLENDS.index(lab["blend"]), key=f"{key}_blend")
-    whole_mode = st.radio(
-        "Whole image",
-        list(WHOLE_MODES),
-        index=list(WHOLE_MODES).index(lab["whole"]),
-        format_func=WHOLE_MODES.get,
-        horizontal=True,
-        key=f"{key}_whole",
+    tile = first.select_slider(
+        "Tile (px)",
+        tiles,
+        lab["tile"],
+        key=f"{key}_tile",
+        help=(
+            "The network's input: the seeds' tile (and the size they squashed whole images "
+            "to), and the engine's tile at the model's scale."
+        ),
     )
-    if st.form_submit_button("Compare", type="primary"):
-        lab = {"tile": int(tile), "overlap": float(overlap), "blend": blend, "whole": whole_mode}
+    overlap = second.slider(
+        "Overlap",
+        0.0,
+        0.75,
+        lab["overlap"],
+        0.05,
+        key=f"{key}_overlap",
+        help="Share of a tile shared with its neighbour (the seeds' margin, the engine's blend).",
+    )
+    blend = third.selectbox(
+        "Blend",
+        BLENDS,
+        BLENDS.index(lab["blend"]),
+        key=f"{key}_blend",
+        help="How the engine combines overlapping tiles (see Predict's settings).",
+    )
+    if st.form_submit_button("Compare", type="primary", help="Run the comparison again."):
+        lab = {"tile": int(tile), "overlap": float(overlap), "blend": blend}
         set_applied_settings(PAGE, loaded.key, lab)
 if not inputs:
-    st.info("Upload an image, or choose **Sample** above, to compare the three methods.")
+    st.info("Upload an image, or choose **Sample** above, to compare the methods.")
     st.stop()
 
-threshold = st.slider("Threshold", 0.0, 1.0, float(meta.threshold), 0.01, key=f"{key}_threshold")
+threshold = st.slider(
+    "Threshold",
+    0.0,
+    1.0,
+    float(meta.threshold),
+    0.01,
+    key=f"{key}_threshold",
+    help="Foreground is probability above this, for every method alike.",
+)
 item = inputs[0]
 with user_errors(item.image.name) as outcome:
     image = decode_image(store, item.image)
@@ -93,6 +122,9 @@ with user_errors(item.image.name) as outcome:
 if outcome.failed:
     st.stop()
 
+height, width = image.shape[:2]
+factor = meta.scale.factor_for(height, width)
+model_shape = scaled_shape(height, width, factor)
 settings = {
     "tile": lab["tile"],
     "overlap": lab["overlap"],
@@ -101,50 +133,80 @@ settings = {
     "scale": meta.scale.to_dict(),
     "tta": None,
 }
+seeds_allowed = not is_tile_backend(loaded.zoo)  # the seeds' algorithm calls model.predict
+native_tiles = make_grid(height, width, lab["tile"], lab["overlap"], int(meta.downsampling)).count
+# Short names (panel titles, metric labels) and what each method does.
+squashed, native, engine = "Seeds, squashed", "Seeds, native tiles", "tiledseg"
+DESCRIPTIONS = {
+    squashed: f"the whole image squashed to {lab['tile']}x{lab['tile']}, one pass",
+    native: f"{lab['tile']} px tiles at the image's own resolution, pasted",
+    engine: f"at the model's scale, {lab['tile']} px tiles overlapped and {lab['blend']}-blended",
+}
 methods = {}
 with user_errors("Comparison") as outcome:
-    methods["Whole image"] = predict_whole(
-        loaded,
-        store,
-        image,
-        item.image.sha256,
-        input_size=lab["tile"] if lab["whole"] == "squash" else None,
+    methods[squashed] = predict_whole(
+        loaded, store, image, item.image.sha256, input_size=lab["tile"], label="Squashed"
     )
-    if not is_tile_backend(loaded.zoo):  # the seeds' algorithm calls Keras' model.predict
-        methods["Seeds' tiling"] = predict_seed_tiles(
-            loaded, store, image, item.image.sha256, tile=lab["tile"], overlap=lab["overlap"]
+    if seeds_allowed and native_tiles <= MAX_NATIVE_TILES:
+        methods[native] = predict_seed_tiles(
+            loaded,
+            store,
+            image,
+            item.image.sha256,
+            tile=lab["tile"],
+            overlap=lab["overlap"],
+            native=True,
+            label="Native tiles",
         )
-    methods["Blended tiling"] = predict(
-        loaded, store, image, item.image.sha256, settings, label="Blended tiling"
-    )
+    methods[engine] = predict(loaded, store, image, item.image.sha256, settings, label="Engine")
 if outcome.failed:
     st.stop()
-if "Seeds' tiling" not in methods:
-    st.info(
-        "The seeds' tiling runs Keras' `model.predict` tile by tile, so it is shown for zoo "
-        "models only, not for a model served by TensorFlow Serving."
-    )
 
 masks = {
     name: postprocessed_mask(store, p, threshold, NO_POSTPROCESS) for name, p in methods.items()
 }
-scores = {}
-if truth is not None:
-    for name, prediction in methods.items():
-        scores[name] = metrics_row(
-            f"{prediction.key}|{threshold}", truth_upload.sha256, masks[name], truth
-        )["dice"]
 
-color = tuple(meta.classes[-1]["color"])
+
+def _dice(name: str, prediction, mask) -> float | None:
+    if truth is None:
+        return None
+    key = f"{prediction.key}|{threshold}"
+    return metrics_row(key, truth_upload.sha256, mask, truth)["dice"]
+
+
+st.subheader("The seeds' way against this engine's")
+scale_text = f"{meta.scale.value:g}x" if meta.scale.mode == "factor" else f"{meta.scale.value:g} px"
+st.markdown(
+    f"{loaded.zoo.id} was trained at {meta.scale.mode.replace('_', ' ')} {scale_text}: this "
+    f"{width}x{height} image is {model_shape[1]}x{model_shape[0]} px at that scale, so at its "
+    f"native resolution every structure is **{1 / factor:.2g}x** the size the model knows. "
+    f"Squashing it to {lab['tile']}x{lab['tile']} changes the scale "
+    f"({lab['tile'] / height:.2g}x vertically, {lab['tile'] / width:.2g}x horizontally) and "
+    f"the aspect ratio ({width / height:.2f} to 1)."
+)
+if not seeds_allowed:
+    st.info(
+        "The seeds' tiling runs Keras' `model.predict` tile by tile, so it is shown for zoo "
+        "models only, not for a model served by TensorFlow Serving."
+    )
+elif native not in methods:
+    st.info(
+        f"The seeds' native-resolution tiling would run {native_tiles} tiles of "
+        f"{lab['tile']} px one by one here; it is skipped above {MAX_NATIVE_TILES}. Choose a "
+        "larger tile to include it."
+    )
+color, outline = overlay_colors(PAGE, loaded, image, masks[engine])
 panels, titles = [], []
 for name, prediction in methods.items():
-    panels.append(viz.overlay(image, masks[name], color=color, max_side=PANEL_SIDE))
-    dice = f", Dice {scores[name]:.3f}" if name in scores else ""
-    titles.append(f"{name}: {prediction.seconds:.2f} s{dice}")
+    panels.append(
+        viz.overlay(image, masks[name], color=color, contour_color=outline, max_side=PANEL_SIDE)
+    )
+    dice = _dice(name, prediction, masks[name])
+    titles.append(name + (f": Dice {dice:.3f}" if dice is not None else ""))
 st.image(viz.side_by_side(panels, titles), width="stretch")
-
 columns = st.columns(len(methods))
 for column, (name, prediction) in zip(columns, methods.items(), strict=True):
+    column.markdown(f"**{name}**: {DESCRIPTIONS[name]}")
     column.metric(
         f"{name} time",
         f"{prediction.seconds:.2f} s",
@@ -152,47 +214,86 @@ for column, (name, prediction) in zip(columns, methods.items(), strict=True):
         delta_color="off",
         delta_arrow="off",
     )
-    if name in scores:
-        column.metric(f"{name} Dice", f"{scores[name]:.4f}")
+    dice = _dice(name, prediction, masks[name])
+    if dice is not None:
+        column.metric(f"{name} Dice", f"{dice:.4f}")
 
-st.subheader("Seam maps")
-st.caption(
-    "Absolute difference between each tiled result and the whole-image probabilities. With "
-    "the whole image at the model's scale, what remains are the tiles' border effects."
-)
-whole = methods["Whole image"].probabilities
-seams = {
-    name: np.abs(methods[name].probabilities - whole)
-    for name in ("Seeds' tiling", "Blended tiling")
-    if name in methods
-}
-st.image(
-    viz.side_by_side(
-        [
-            viz.heatmap(np.clip(diff, 0, 1), colormap="magma", max_side=PANEL_SIDE)
-            for diff in seams.values()
-        ],
-        [
-            f"|{name} - whole|: mean {diff.mean():.4f}, max {diff.max():.3f}"
-            for name, diff in seams.items()
-        ],
-    ),
-    width="stretch",
-)
+st.subheader("Seams: pasted tiles against blended tiles, both at the model's scale")
+grid = loaded.predictor(settings).grid(image.shape)
+if grid.count == 1:
+    st.info(
+        f"At the model's scale this image is {model_shape[1]}x{model_shape[0]} px, which fits "
+        f"in one {lab['tile']} px tile: the engine runs it whole, so there is nothing to "
+        "blend and no seam. Choose a tile smaller than "
+        f"{max(model_shape)} px above to see how tiles are joined."
+    )
+elif seeds_allowed:
+    with user_errors("Seams") as outcome:
+        whole = predict_whole(loaded, store, image, item.image.sha256, label="Whole image")
+        pasted = predict_seed_tiles(
+            loaded,
+            store,
+            image,
+            item.image.sha256,
+            tile=lab["tile"],
+            overlap=lab["overlap"],
+            label="Pasted tiles",
+        )
+    if not outcome.failed:
+        seams = {
+            "Pasted (the seeds' way, at the model's scale)": np.abs(
+                pasted.probabilities - whole.probabilities
+            ),
+            f"Blended ({lab['blend']})": np.abs(
+                methods[engine].probabilities - whole.probabilities
+            ),
+        }
+        # One colour scale for both maps, up to the larger maximum: a 0.08 difference is
+        # bright, not black, and the two maps' colours mean the same.
+        top = max(0.01, *(float(diff.max()) for diff in seams.values()))
+        left, right = st.columns(2)
+        for column, (name, diff) in zip((left, right), seams.items(), strict=True):
+            column.plotly_chart(
+                charts.difference_figure(
+                    diff, f"{name}: mean {diff.mean():.4f}, max {diff.max():.3f}", top
+                )
+            )
+        scores = {}
+        if truth is not None:
+            for name, prediction in (("pasted", pasted), ("blended", methods[engine])):
+                mask = postprocessed_mask(store, prediction, threshold, NO_POSTPROCESS)
+                scores[name] = _dice(name, prediction, mask)
+        score_text = (
+            f" Here pasting scores Dice {scores['pasted']:.3f} and blending "
+            f"{scores['blended']:.3f}."
+            if scores
+            else ""
+        )
+        st.caption(
+            "Each map is |tiled probabilities - one whole-image pass|, at the model's scale. "
+            "Pasting keeps only each tile's centre, so it jumps at every cell border; "
+            "blending weighs tiles smoothly, so borders fade. Neither can see beyond its "
+            "tile: with small tiles both lose context, and because blending also averages in "
+            "the tiles' weaker borders it can score a little lower than pasting while "
+            "leaving no seams. Larger tiles (the model's default) remove most of both "
+            "effects." + score_text
+        )
 
 st.subheader("The grid")
-grid = loaded.predictor(settings).grid(image.shape)
+rows, cols = len(grid.rows.starts), len(grid.cols.starts)
 st.image(
-    viz.draw_tile_grid(
+    viz.draw_tiles(
         image,
         grid.rectangles(),
         reference_shape=(grid.rows.length, grid.cols.length),
         max_side=PANEL_SIDE,
-        thickness=2,
     ),
     caption=(
-        f"{grid.count} tiles of {grid.tile_shape[0]}x{grid.tile_shape[1]} px at the model's "
-        f"scale ({grid.rows.length}x{grid.cols.length}), overlap {lab['overlap']:g}"
+        f"{grid.count} tile{'s' if grid.count != 1 else ''} ({rows} row"
+        f"{'s' if rows != 1 else ''} x {cols} column{'s' if cols != 1 else ''}) of "
+        f"{grid.tile_shape[1]}x{grid.tile_shape[0]} px at the model's scale, where the image "
+        f"is {grid.cols.length}x{grid.rows.length} px; neighbours overlap by "
+        f"{lab['overlap']:.0%}. Each tile has its own colour and number."
     ),
     width="stretch",
 )

@@ -11,9 +11,12 @@ import plotly.graph_objects as go
 __all__ = [
     "HEATMAP_MAX_SIDE",
     "curves_figure",
+    "difference_figure",
     "history_figure",
     "per_image_figure",
     "probability_figure",
+    "short_name",
+    "uncertainty_figure",
 ]
 
 # The heatmap is sent to the browser as numbers (for hover values): keep it small.
@@ -43,11 +46,73 @@ def probability_figure(probabilities: np.ndarray, title: str = "Probability") ->
     return figure
 
 
+def _heatmap(
+    values: np.ndarray, title: str, *, zmax: float, colorscale: str, unit: str
+) -> go.Figure:
+    from tiledseg.viz import preview
+
+    small = preview(np.asarray(values, np.float32), HEATMAP_MAX_SIDE)
+    figure = go.Figure(
+        go.Heatmap(
+            z=np.round(np.clip(small, 0, zmax), 3),
+            zmin=0,
+            zmax=zmax,
+            colorscale=colorscale,
+            colorbar={"title": unit},
+            hovertemplate=f"x %{{x}}, y %{{y}}: {unit} = %{{z}}<extra></extra>",
+        )
+    )
+    figure.update_yaxes(autorange="reversed", scaleanchor="x", showticklabels=False)
+    figure.update_xaxes(showticklabels=False)
+    figure.update_layout(title=title, **_LAYOUT)
+    return figure
+
+
+def uncertainty_figure(probabilities: np.ndarray, title: str = "Uncertainty") -> go.Figure:
+    """The binary entropy of the probabilities (bits, 0 sure to 1 unsure) as a heatmap."""
+    from tiledseg.uncertainty import binary_entropy
+
+    return _heatmap(
+        binary_entropy(np.clip(probabilities, 0, 1)),
+        f"{title} (entropy, bits)",
+        zmax=1.0,
+        colorscale="Inferno",
+        unit="bits",
+    )
+
+
+def difference_figure(difference: np.ndarray, title: str, zmax: float) -> go.Figure:
+    """An absolute probability difference on a colour scale from 0 to ``zmax`` (shared by the
+    maps shown together, so their colours compare), with the scale shown beside it."""
+    return _heatmap(difference, title, zmax=zmax, colorscale="Magma", unit="|Δp|")
+
+
+def short_name(name: str, limit: int = 22) -> str:
+    """A file name cut to ``limit`` characters with an ellipsis in the middle."""
+    if len(name) <= limit:
+        return name
+    keep = limit - 1
+    return f"{name[: keep - keep // 2]}…{name[-(keep // 2) :]}"
+
+
 def per_image_figure(names: Sequence[str], values: Sequence[float], metric: str) -> go.Figure:
-    """A bar per image (e.g. its Dice), in upload order."""
-    figure = go.Figure(go.Bar(x=list(names), y=list(values), marker_color="#C8102E"))
-    figure.update_layout(title=f"{metric} per image", yaxis_title=metric, **_LAYOUT)
-    figure.update_yaxes(range=[0, 1])
+    """A horizontal bar per image (e.g. its Dice), in upload order; long file names are
+    shortened on the axis and shown in full on hover."""
+    labels = [f"{index + 1}. {short_name(name)}" for index, name in enumerate(names)]
+    figure = go.Figure(
+        go.Bar(
+            y=labels,
+            x=list(values),
+            orientation="h",
+            marker_color="#C8102E",
+            customdata=list(names),
+            hovertemplate="%{customdata}: %{x:.4f}<extra></extra>",
+        )
+    )
+    layout = dict(_LAYOUT, height=max(_LAYOUT["height"], 60 + 24 * len(labels)))
+    figure.update_layout(title=f"{metric} per image", xaxis_title=metric, **layout)
+    figure.update_xaxes(range=[0, 1])
+    figure.update_yaxes(autorange="reversed", automargin=True)
     return figure
 
 

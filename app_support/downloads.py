@@ -16,7 +16,15 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["image_png", "mask_png", "probabilities_png", "rows_csv", "rows_json", "zip_of"]
+__all__ = [
+    "image_png",
+    "mask_png",
+    "overlay_jpeg",
+    "probabilities_png",
+    "rows_csv",
+    "rows_json",
+    "zip_of",
+]
 
 
 def _via_file(write: Callable[[Path], Any], name: str) -> bytes:
@@ -47,6 +55,17 @@ def image_png(image: np.ndarray) -> bytes:
     from tiledseg.io import write_image
 
     return _via_file(lambda path: write_image(path, image), "image.png")
+
+
+def overlay_jpeg(image: np.ndarray, mask: np.ndarray, **style: Any) -> bytes:
+    """The full-size overlay (:func:`tiledseg.viz.overlay`, ``style`` its options) as JPEG,
+    with an outline thick enough to see at full size."""
+    from tiledseg import viz
+    from tiledseg.io import write_image
+
+    thickness = max(2, max(image.shape[:2]) // 800)
+    picture = viz.overlay(image, mask, contour_thickness=thickness, **style)
+    return _via_file(lambda path: write_image(path, picture, quality=90), "overlay.jpg")
 
 
 def rows_csv(rows: Iterable[dict[str, Any]]) -> bytes:

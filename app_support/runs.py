@@ -125,8 +125,10 @@ def _run(
     try:
         # A served model is shared by the server's own batching: no turn-taking for it.
         if loaded.exclusive and not loaded.lock.acquire(blocking=False):
-            bar.progress(0.0, text=f"{label}: waiting for another session using this model")
+            bar.progress(0.0, text=f"{label}: {_waiting_for(loaded)}")
             loaded.lock.acquire()
+        if loaded.exclusive:
+            loaded.lock_owner = _session_id()
         try:
             start = time.perf_counter()
             probabilities, tiles = compute(progress)
@@ -151,6 +153,21 @@ def _remember(seen: OrderedDict, key: str) -> None:
     seen.move_to_end(key)
     while len(seen) > _MAX_SEEN:
         seen.popitem(last=False)
+
+
+def _session_id() -> str | None:
+    from streamlit.runtime.scriptrunner import get_script_run_ctx
+
+    context = get_script_run_ctx()
+    return context.session_id if context is not None else None
+
+
+def _waiting_for(loaded: LoadedModel) -> str:
+    # A rerun (a second upload, a moved slider) starts while this session's previous run is
+    # still on the network: that run stops at its next tile, and nobody else is involved.
+    if getattr(loaded, "lock_owner", None) == _session_id():
+        return "stopping this page's previous run first"
+    return "waiting for another session using this model"
 
 
 def predict(
@@ -216,23 +233,28 @@ def predict_seed_tiles(
     *,
     tile: int,
     overlap: float,
+    native: bool = False,
     label: str = "Seeds' tiling",
 ) -> Prediction:
-    """The seeds' tiling (:func:`tiledseg.baselines.predict_seed_tiles`) at the model's scale.
+    """The seeds' tiling (:func:`tiledseg.baselines.predict_seed_tiles`).
 
-    ``predict_seed_tiles`` takes an image already at the model's scale, so the image is
-    resized to it and the probabilities back, with the engine's own resize functions.
+    Args:
+        native: bool, default False. False: at the model's scale (the image is resized to it
+            and the probabilities back, with the engine's own resize functions), so it differs
+            from the engine only by pasting instead of blending. True: at the image's own
+            resolution, as the seed projects ran it, whatever scale the model was trained at.
     """
     from tiledseg.baselines import predict_seed_tiles as seed_tiles
     from tiledseg.scale import resize_image, resize_probabilities, scaled_shape
     from tiledseg.tiling import make_grid
 
-    key = ("seed", loaded.key, image_hash, int(tile), float(overlap))
+    key = ("seed", loaded.key, image_hash, int(tile), float(overlap), bool(native))
     meta = loaded.zoo.meta
 
     def compute(progress):
         height, width = image.shape[:2]
-        target = scaled_shape(height, width, meta.scale.factor_for(height, width))
+        factor = 1.0 if native else meta.scale.factor_for(height, width)
+        target = scaled_shape(height, width, factor)
         scaled = resize_image(image, target)
         probabilities = seed_tiles(scaled, loaded.zoo, tile=tile, overlap=overlap)
         tiles = make_grid(target[0], target[1], tile, overlap, int(meta.downsampling)).count

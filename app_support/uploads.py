@@ -103,11 +103,13 @@ class Upload:
 
 @dataclass(frozen=True)
 class Sample:
-    """A sample image on disk and, when there is one, its ground-truth mask."""
+    """A sample image on disk, its ground-truth mask when there is one, and its data set's id
+    (``isic2017``, ``bloodcell``; None for a model's own examples)."""
 
     label: str
     image: Path
     mask: Path | None
+    dataset: str | None = None
 
     def upload(self) -> Upload:
         return Upload.from_bytes(self.image.name, self.image.read_bytes(), shared=True)
@@ -192,12 +194,16 @@ def sample_dir() -> Path:
     return Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
-def find_samples(model_path: str | os.PathLike | None = None) -> list[Sample]:
+def find_samples(
+    model_path: str | os.PathLike | None = None, dataset: str | None = None
+) -> list[Sample]:
     """A few images from the shared data folder, and the model's ``examples/`` images.
 
     Args:
         model_path: the zoo model's folder, whose ``examples/`` (images, with masks named
             ``<stem>_mask.png`` or in ``examples/masks/``) is listed first.
+        dataset: str or None: keep only the shared samples of this data set id (a model's
+            ``dataset.id``, e.g. ``bloodcell``); None keeps every set.
 
     Returns:
         list of Sample, possibly empty (no data folder, no examples).
@@ -217,6 +223,9 @@ def find_samples(model_path: str | os.PathLike | None = None) -> list[Sample]:
                     samples.append(Sample(f"model example · {image.name}", image, mask))
     root = sample_dir()
     for subset in _SAMPLE_SETS:
+        tag = subset.split("/")[0]
+        if dataset is not None and tag != dataset:
+            continue
         images = root / subset / "images"
         if not images.is_dir():
             continue
@@ -224,7 +233,7 @@ def find_samples(model_path: str | os.PathLike | None = None) -> list[Sample]:
         for image in found[:_SAMPLES_PER_SET]:
             masks = root / subset / "masks"
             mask = _first_file(*(masks / f"{image.stem}{s}.png" for s in _MASK_SUFFIXES))
-            samples.append(Sample(f"{subset} · {image.name}", image, mask))
+            samples.append(Sample(f"{subset} · {image.name}", image, mask, tag))
     return samples
 
 

@@ -94,7 +94,7 @@ def _build_parser() -> argparse.ArgumentParser:
     export.add_argument("--revision", help="branch, tag or commit for Hub references")
     export.set_defaults(handler=_cmd_export)
 
-    space = commands.add_parser("space", help="stage (and upload) a Streamlit Space of the app")
+    space = commands.add_parser("space", help="stage (and upload) a Docker Space of the app")
     space.add_argument("--repo-id", required=True, metavar="ORG/NAME")
     space.add_argument("--private", action="store_true")
     space.add_argument("--dry-run", action="store_true", help="stage and check only")

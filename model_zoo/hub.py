@@ -210,7 +210,7 @@ def upload_folder(
         private: bool, default False; only applies when the repository is created.
         commit_message: str.
         repo_type: str, ``"model"`` or ``"space"``.
-        space_sdk: str or None, e.g. ``"streamlit"`` when creating a Space.
+        space_sdk: str or None, e.g. ``"docker"`` when creating a Space.
 
     Returns:
         huggingface_hub.CommitInfo, with ``commit_url`` and ``oid`` (the commit hash).

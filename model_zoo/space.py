@@ -1,10 +1,12 @@
-"""Stage (and upload) a Hugging Face Space that runs this project's Streamlit app.
+"""Stage (and upload) a Hugging Face Docker Space that runs this project's Streamlit app.
 
-The Space folder holds a README with the Spaces front matter (``sdk: streamlit``,
-``app_file: app.py``, ``python_version``), the app (``app.py``, ``app_pages/``, ``.streamlit/``,
+Hugging Face retired the built-in Streamlit SDK (Spaces changelog, 2025-04-30): a Streamlit app
+is a Docker Space. The Space folder holds a README with the Spaces front matter (``sdk: docker``,
+``app_port``), the ``Dockerfile`` (``deploy/Dockerfile.app``, the one image for the Space and
+for docker-compose) and ``.dockerignore``, the app (``app.py``, ``app_pages/``, ``.streamlit/``,
 ``app_support/``), the packages it imports (``tiledseg/``, ``model_zoo/`` with the bundled
-models, and ``training/``, whose ``training.models`` registers any custom layers), and a
-``requirements.txt`` for the Space builder.
+models, and ``training/``, whose ``training.models`` registers any custom layers), and the
+pinned ``requirements.txt`` that the Dockerfile installs.
 """
 
 from __future__ import annotations
@@ -20,11 +22,22 @@ from model_zoo.hub import upload_folder
 from model_zoo.layout import PACKAGE_DIR
 from model_zoo.registry import load_registry, qualify_repo_id
 
-__all__ = ["SPACE_ITEMS", "SpaceResult", "check_space", "publish_space", "stage_space"]
+__all__ = [
+    "DOCKERFILE",
+    "SPACE_APP_PORT",
+    "SPACE_ITEMS",
+    "SpaceResult",
+    "check_space",
+    "publish_space",
+    "stage_space",
+]
 
 APP_FILE = "app.py"
-# The Python the pinned requirements were resolved for (requirements.txt).
-SPACE_PYTHON_VERSION = "3.11"
+# The image: the same file builds the Space and deploy/docker-compose.yml's app service.
+DOCKERFILE = "deploy/Dockerfile.app"
+DOCKERIGNORE = ".dockerignore"
+# The port the Dockerfile's CMD serves on (Spaces' default app_port).
+SPACE_APP_PORT = 7860
 # What the app needs at run time, relative to the project root (absent items are skipped).
 SPACE_ITEMS = (
     APP_FILE,
@@ -59,7 +72,7 @@ def stage_space(
     title: str = "tiledseg",
     license: str = "apache-2.0",
 ) -> tuple[Path, tuple[str, ...]]:
-    """Copy the app and its packages into a Space folder and write its README and requirements.
+    """Copy the app, its packages and its Dockerfile into a Space folder; write its README.
 
     Args:
         repo_id: str, the Space ``ORG/NAME``.
@@ -70,7 +83,7 @@ def stage_space(
 
     Returns:
         ``(folder, missing)``: the staged folder and the items of :data:`SPACE_ITEMS` (and
-        ``requirements.txt``) that the project does not have (yet).
+        ``requirements.txt``, the Dockerfile) that the project does not have (yet).
 
     Raises:
         StagingError: ``out_dir`` is not empty.
@@ -96,18 +109,23 @@ def stage_space(
         (out / "requirements.txt").write_text(_space_requirements(requirements), encoding="utf-8")
     else:
         missing.append("requirements.txt")
+    for source, target in ((DOCKERFILE, "Dockerfile"), (DOCKERIGNORE, DOCKERIGNORE)):
+        if (root / source).is_file():
+            shutil.copy2(root / source, out / target)
+        else:
+            missing.append(source)
     (out / "README.md").write_text(
-        _space_card(repo_id, title=title, license=license, requirements=requirements),
-        encoding="utf-8",
+        _space_card(repo_id, title=title, license=license), encoding="utf-8"
     )
     return out, tuple(missing)
 
 
 def check_space(folder: str | Path, *, require_app: bool = True) -> None:
-    """Check a staged Space: the front matter parses and names the Streamlit app, which exists.
+    """Check a staged Space: a Docker Space whose Dockerfile serves the app on ``app_port``.
 
     Raises:
-        StagingError: the README does not parse, is not a Streamlit Space, or files are missing.
+        StagingError: the README does not parse, is not a Docker Space, the Dockerfile does not
+            serve ``app.py`` on ``app_port``, or files are missing.
     """
     from huggingface_hub import SpaceCard
 
@@ -117,12 +135,20 @@ def check_space(folder: str | Path, *, require_app: bool = True) -> None:
     except Exception as error:  # SpaceCard raises ValueError/YAMLError/OSError variously
         raise StagingError(f"The Space README in {folder} does not parse: {error}") from None
     problems = []
-    if data.sdk != "streamlit":
-        problems.append(f"sdk must be 'streamlit' (got {data.sdk!r})")
-    if not data.python_version:
-        problems.append("python_version is missing")
-    if require_app and not (folder / (data.app_file or APP_FILE)).is_file():
-        problems.append(f"app_file {data.app_file!r} is not in the folder")
+    if data.sdk != "docker":
+        problems.append(f"sdk must be 'docker' (got {data.sdk!r})")
+    port = data.get("app_port")
+    if not isinstance(port, int):
+        problems.append(f"app_port must be the port the app serves on (got {port!r})")
+    dockerfile = folder / "Dockerfile"
+    if not dockerfile.is_file():
+        problems.append("the Dockerfile is missing")
+    elif isinstance(port, int):
+        text = dockerfile.read_text(encoding="utf-8")
+        if f"--server.port={port}" not in text or not re.search(rf"^EXPOSE {port}\b", text, re.M):
+            problems.append(f"the Dockerfile does not expose and serve app_port {port}")
+    if require_app and not (folder / APP_FILE).is_file():
+        problems.append(f"{APP_FILE} is not in the folder")
     for package in ("tiledseg", "model_zoo"):
         if not (folder / package / "__init__.py").is_file():
             problems.append(f"the {package} package is missing")
@@ -164,7 +190,7 @@ def publish_space(
         repo_id,
         private=private,
         repo_type="space",
-        space_sdk="streamlit",
+        space_sdk="docker",
         commit_message="Deploy the tiledseg demo",
     )
     return SpaceResult(folder, repo_id, missing, commit.oid, commit.commit_url)
@@ -180,24 +206,14 @@ def _space_requirements(requirements: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _streamlit_version(requirements: Path) -> str | None:
-    if requirements.is_file():
-        match = re.search(r"^streamlit==([\w.]+)", requirements.read_text(), re.MULTILINE)
-        if match:
-            return match.group(1)
-    return None
-
-
-def _space_card(repo_id: str, *, title: str, license: str, requirements: Path) -> str:
+def _space_card(repo_id: str, *, title: str, license: str) -> str:
     from huggingface_hub import SpaceCard, SpaceCardData
 
     models = sorted({entry.repo_id for entry in load_registry()}) or None
     data = SpaceCardData(
         title=title,
-        sdk="streamlit",
-        sdk_version=_streamlit_version(requirements),
-        python_version=SPACE_PYTHON_VERSION,
-        app_file=APP_FILE,
+        sdk="docker",
+        app_port=SPACE_APP_PORT,
         license=license,
         models=models,
         tags=["tiledseg", "image-segmentation", "medical-imaging"],
@@ -210,7 +226,8 @@ def _space_card(repo_id: str, *, title: str, license: str, requirements: Path) -
     body = (
         f"# {title}\n\n"
         "Segment very large dermoscopy and microscopy images with overlapped tiled UNet "
-        "inference. The models ship with the Space (`model_zoo/bundled/`), so it runs offline.\n\n"
+        "inference. The models ship with the Space (`model_zoo/bundled/`), so it runs offline. "
+        "Hardware: CPU basic (2 vCPU, 16 GB) is enough.\n\n"
         "**Not a medical device.** For research and demonstration only.\n\n"
         f"Deployed with `python -m model_zoo space --repo-id {repo_id}`."
     )

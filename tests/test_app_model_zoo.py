@@ -59,7 +59,7 @@ def test_lists_every_model_with_metrics_curves_and_card(zoo_root, offline_hub):
 
 def test_pull_offline_says_what_to_do(zoo_root, offline_hub):
     at = _zoo_page()
-    at.selectbox(key="model_zoo_model").set_value(REMOTE["id"]).run()
+    at.selectbox(key="model_choice").set_value(REMOTE["id"]).run()  # the one model selector
     assert "not downloaded yet" in at.info[0].value
     at.button(key="model_zoo_pull").click().run()
     assert not at.exception

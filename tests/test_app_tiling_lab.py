@@ -1,7 +1,10 @@
-"""AppTest of the Tiling Lab: three methods on one real image, scored as tiledseg scores them."""
+"""AppTest of the Tiling Lab: the seeds' two ways and the engine's on one real image, scored as
+tiledseg scores them, with seam maps on a colour scale and a grid whose tiles can be told apart."""
 
 from __future__ import annotations
 
+import json
+import re
 from pathlib import Path
 
 import pytest
@@ -42,24 +45,32 @@ def _expected(zoo_root, pair, tile: int, overlap: float) -> dict[str, float]:
     truth = read_mask(pair[1][1])
     threshold = zoo.meta.threshold
     blended = predict_tiled(image, zoo, tile=tile, overlap=overlap, blend=zoo.meta.blend)
+    squashed = predict_whole(image, zoo, input_size=(tile, tile))
     return {
-        "Whole image": dice(predict_whole(image, zoo) > threshold, truth),
-        "Blended tiling": dice(blended > threshold, truth),
+        "Seeds, squashed": dice(squashed > threshold, truth),
+        "tiledseg": dice(blended > threshold, truth),
     }
 
 
-def test_three_methods_with_times_dice_seams_and_grid(zoo_root, pair):
+def test_seeds_ways_and_the_engine_with_times_dice_seams_and_grid(zoo_root, pair):
     at = _lab(pair)
     assert not at.exception and not at.error
     metrics = {metric.label: metric.value for metric in at.metric}
-    for method in ("Whole image", "Seeds' tiling", "Blended tiling"):
+    for method in ("Seeds, squashed", "Seeds, native tiles", "tiledseg"):
         assert metrics[f"{method} time"].endswith(" s")
     expected = _expected(zoo_root, pair, tile=128, overlap=0.25)
-    assert metrics["Whole image Dice"] == f"{expected['Whole image']:.4f}"
-    assert metrics["Blended tiling Dice"] == f"{expected['Blended tiling']:.4f}"
-    assert 0.0 < float(metrics["Seeds' tiling Dice"]) <= 1.0
-    assert len(at.image) == 3  # the three overlays, the seam maps, the grid
-    assert "tiles of 128x128 px" in at.image[2].captions[0]
+    assert metrics["Seeds, squashed Dice"] == f"{expected['Seeds, squashed']:.4f}"
+    assert metrics["tiledseg Dice"] == f"{expected['tiledseg']:.4f}"
+    assert 0.0 <= float(metrics["Seeds, native tiles Dice"]) <= 1.0
+    assert len(at.image) == 2  # the overlays side by side, the grid
+    # the two seam maps carry a colour scale up to the larger maximum, not a fixed 1
+    seams = [json.loads(chart.proto.spec) for chart in at.get("plotly_chart")]
+    assert len(seams) == 2
+    tops = {figure["data"][0]["zmax"] for figure in seams}
+    assert len(tops) == 1 and 0.01 <= tops.pop() < 1
+    assert all(figure["data"][0]["colorbar"]["title"]["text"] == "|Δp|" for figure in seams)
+    caption = at.image[1].captions[0]
+    assert re.match(r"\d+ tiles \(\d+ rows x \d+ columns\) of 128x128 px", caption), caption
 
 
 def test_compare_applies_new_tile_and_overlap(zoo_root, pair):
@@ -70,8 +81,8 @@ def test_compare_applies_new_tile_and_overlap(zoo_root, pair):
     assert not at.exception and not at.error
     metrics = {metric.label: metric.value for metric in at.metric}
     expected = _expected(zoo_root, pair, tile=64, overlap=0.5)
-    assert metrics["Blended tiling Dice"] == f"{expected['Blended tiling']:.4f}"
-    assert "tiles of 64x64 px" in at.image[2].captions[0]
+    assert metrics["tiledseg Dice"] == f"{expected['tiledseg']:.4f}"
+    assert "of 64x64 px" in at.image[1].captions[0]
 
 
 def test_mask_of_another_size_is_an_error(zoo_root, pair, shared_data):

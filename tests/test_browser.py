@@ -38,6 +38,7 @@ CHROMIUM_ARGS = [
     "--no-first-run",
 ]
 SCREENSHOTS = REPO / "docs" / "screenshots"
+BLOOD = "unet-bloodcell"  # the blood-cell model (any bundled one trained on bloodcell would do)
 SCREENSHOT_WIDTH = 1100
 SCREENSHOT_MAX_BYTES = 200_000
 STEM = "ISIC_0015124"
@@ -222,7 +223,6 @@ def test_predict_upload_overlay_and_mask_download(page, shared_data, zoo_root, t
     page.locator('[data-testid="stFileUploader"] input[type="file"]').set_input_files(image_path)
     page.get_by_text(f"Overlay · {STEM}.jpg").wait_for()
     _idle(page)
-    _screenshot(page, "predict")
 
     with page.expect_download() as download_info:
         page.get_by_role("button", name="Mask PNG").click()
@@ -251,7 +251,6 @@ def test_evaluate_reads_the_dice_of_an_image_and_its_mask(page, shared_data, zoo
     _, metrics = _expected(zoo_root, shared_data)
     assert _metric(page, "Dice") == f"{metrics['dice']:.4f}"
     assert _metric(page, "Jaccard") == f"{metrics['jaccard']:.4f}"
-    _screenshot(page, "evaluate")
 
 
 def test_tiling_lab_and_model_zoo_pages(page, shared_data):
@@ -262,7 +261,7 @@ def test_tiling_lab_and_model_zoo_pages(page, shared_data):
     uploaders.nth(0).set_input_files(folder / "images" / f"{STEM}.jpg")
     _idle(page)
     uploaders.nth(1).set_input_files(folder / "masks" / f"{STEM}.png")
-    page.get_by_role("heading", name="Seam maps").wait_for()
+    page.get_by_role("heading", name="The grid").wait_for()
     _idle(page)
     # Small tiles, so the image at the model's scale is cut into several: seams show up.
     tile = page.get_by_role("slider").first
@@ -272,13 +271,10 @@ def test_tiling_lab_and_model_zoo_pages(page, shared_data):
             break
         tile.press("ArrowLeft")
     page.get_by_role("button", name="Compare").click()
-    page.get_by_text("tiles of 128x128 px").wait_for()
+    page.get_by_text("of 128x128 px at the model's scale").wait_for()
     _idle(page)
-    assert _metric(page, "Blended tiling time").endswith(" s")
-    assert 0.0 < float(_metric(page, "Blended tiling Dice")) <= 1.0
-    comparison = page.locator('[data-testid="stImage"]').first
-    comparison.evaluate("element => element.scrollIntoView({block: 'center'})")
-    _screenshot(page, "tiling_lab")
+    assert _metric(page, "tiledseg time").endswith(" s")
+    assert 0.0 < float(_metric(page, "tiledseg Dice")) <= 1.0
 
     _open(page, "Model Zoo")
     page.locator('[data-testid="stDataFrame"]').first.wait_for()
@@ -314,3 +310,442 @@ def test_two_sessions_at_once_keep_their_own_results(browser, app_url, shared_da
     finally:
         for context in contexts:
             context.close()
+
+
+class _PeakRss:
+    """The largest resident set of a process and its children, sampled every 0.2 s."""
+
+    def __init__(self, pid: int):
+        import threading
+
+        import psutil
+
+        self._process, self.peak, self._stop = psutil.Process(pid), 0, threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+
+    def _sample(self) -> None:
+        import psutil
+
+        while not self._stop.wait(0.2):
+            try:
+                processes = [self._process, *self._process.children(recursive=True)]
+                self.peak = max(self.peak, sum(p.memory_info().rss for p in processes))
+            except psutil.Error:
+                return
+
+    def stop(self) -> int:
+        self._stop.set()
+        self._thread.join()
+        return self.peak
+
+
+# Streamlit Community Cloud gives an app at most about 2.7 GB of memory ("Memory: 690MB
+# minimum, 2.7GBs maximum", docs.streamlit.io/deploy/streamlit-community-cloud/manage-your-app).
+COMMUNITY_CLOUD_BYTES = int(2.7e9)
+FULL_SIZE_PHOTO = "ISIC_0014212"  # 4288x2848, isic2017/fullres
+
+
+@pytest.mark.slow
+def test_space_image_serves_a_mask_offline(browser, shared_data, tmp_path):
+    """The Space as its Dockerfile builds it, without Docker: stage it, run the Dockerfile's
+    RUN steps as its user into a fresh virtualenv, start its CMD with its ENV, offline, and
+    segment a full-size photo and a blood slide in Chromium, within Community Cloud's memory."""
+    from test_space import replay_plan
+
+    from app_support.models import default_model_id
+    from model_zoo.registry import bundled_ids
+    from model_zoo.space import SPACE_APP_PORT, check_space, stage_space
+
+    home = tmp_path / "home" / "user"
+    plan = replay_plan(REPO / "deploy" / "Dockerfile.app", home, os.environ["PATH"])
+    folder, missing = stage_space("acme/demo", plan.workdir)
+    assert not missing
+    check_space(folder)
+    env = dict(plan.env, HF_HUB_OFFLINE="1")  # nothing but the Dockerfile's ENV, offline
+    started = time.monotonic()
+    for step in plan.run:
+        # pip's cache (which the image does without) makes a second build here take ~1 min.
+        step = step.replace(" --no-cache-dir", "")
+        subprocess.run(["/bin/sh", "-c", step], cwd=folder, env=env, check=True, timeout=1500)
+    print(f"\nSpace virtualenv built in {time.monotonic() - started:.0f} s")
+    assert (home / "venv" / "bin" / "streamlit").is_file()
+
+    port = _free_port()
+    port_flag = f"--server.port={SPACE_APP_PORT}"
+    command = [f"--server.port={port}" if arg == port_flag else arg for arg in plan.cmd]
+    assert command != plan.cmd  # the only change: a free port instead of 7860
+    log = (tmp_path / "space.log").open("wb")
+    started = time.monotonic()
+    server = subprocess.Popen(
+        command, cwd=folder, env=env, stdout=log, stderr=subprocess.STDOUT
+    )  # `streamlit` resolves to the virtualenv through the Dockerfile's PATH
+    memory = _PeakRss(server.pid)
+    url = f"http://127.0.0.1:{port}"
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    try:
+        _wait_healthy(url, server, timeout=300)
+        tab = context.new_page()
+        tab.set_default_timeout(WAIT_MS)
+        tab.goto(url)
+        default = default_model_id(sorted(bundled_ids()))
+        tab.get_by_role("heading", name=f"Model: {default}").wait_for()
+        tab.locator('[data-testid="stMetric"]').first.wait_for()
+        print(f"cold start to the model's summary: {time.monotonic() - started:.1f} s")
+        assert not (home / ".cache" / "huggingface" / "hub").exists()  # no Hub download
+
+        photo = shared_data / "isic2017" / "fullres" / "images" / f"{FULL_SIZE_PHOTO}.jpg"
+        slide = sorted((shared_data / "bloodcell" / "test" / "images").iterdir())[0]
+        for model, image in ((default, photo), ("unet-bloodcell", slide)):
+            tab.goto(f"{url}/predict?model={model}")
+            tab.get_by_role("heading", name="Predict", level=1).wait_for()
+            _idle(tab)
+            begin = time.monotonic()
+            tab.locator('[data-testid="stFileUploader"] input[type="file"]').set_input_files(image)
+            tab.get_by_text(f"Overlay · {image.name}").wait_for()
+            _idle(tab)
+            print(f"{model} on {image.name}: mask after {time.monotonic() - begin:.1f} s")
+            assert float(_metric(tab, "Area").split()[0]) > 0.5  # a real, non-empty mask
+    finally:
+        context.close()
+        peak = memory.stop()
+        server.terminate()
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+        log.close()
+    print(f"app peak RSS {peak / 1e9:.2f} GB (Community Cloud: {COMMUNITY_CLOUD_BYTES / 1e9} GB)")
+    assert peak < COMMUNITY_CLOUD_BYTES
+
+
+# --- Issue 15, section 2: what a new user hit in the app, at 1400x1000 --------------------------
+
+
+def _slide(shared_data) -> Path:
+    return sorted((shared_data / "bloodcell" / "test" / "images").iterdir())[0]
+
+
+def _upload(page, files, index: int = 0) -> None:
+    page.locator('[data-testid="stFileUploader"] input[type="file"]').nth(index).set_input_files(
+        files
+    )
+
+
+def _download(page, name: str, tmp_path: Path) -> Path:
+    with page.expect_download() as info:
+        page.get_by_role("button", name=name).click()
+    path = tmp_path / info.value.suggested_filename
+    info.value.save_as(path)
+    return path
+
+
+def _blood_expected(shared_data, image_path: Path) -> tuple[np.ndarray, np.ndarray, object]:
+    import model_zoo
+    from tiledseg import predict_tiled
+    from tiledseg.io import read_image
+    from tiledseg.postprocess import postprocess
+
+    zoo = model_zoo.load(BLOOD)
+    image = read_image(image_path)
+    probabilities = predict_tiled(image, zoo, tta=zoo.meta.tta)
+    mask = postprocess(probabilities, threshold=zoo.meta.threshold, **zoo.meta.postprocess)
+    return image, mask, zoo
+
+
+def test_overlay_colour_stands_out_from_blood_cells_and_can_be_changed(
+    page, app_url, shared_data, tmp_path
+):
+    """Point 1: the overlay colour is chosen for contrast with the image (the blood-cell model's
+    own light blue vanishes on stained cells), and the user can change it."""
+    from tiledseg import viz
+    from tiledseg.io import read_image
+
+    slide = _slide(shared_data)
+    page.goto(f"{app_url}/predict?model={BLOOD}")
+    page.get_by_role("heading", name="Predict", level=1).wait_for()
+    _idle(page)
+    _upload(page, slide)
+    page.get_by_text(f"Overlay · {slide.name}").wait_for()
+    _idle(page)
+    image, mask, zoo = _blood_expected(shared_data, slide)
+    model_color = tuple(zoo.meta.classes[-1]["color"])
+    chosen = viz.contrasting_color(image, mask, [model_color, *viz.OVERLAY_CANDIDATES])
+    assert chosen != model_color  # light blue on purple-blue cells is what the issue saw
+
+    def contrast(color) -> float:  # 10th-percentile CIELAB distance to the cells' pixels
+        cells = viz._lab(image[mask][::97])
+        return float(np.quantile(np.linalg.norm(cells - viz._lab(np.array([color])), axis=1), 0.1))
+
+    assert contrast(chosen) > contrast(model_color) + 30
+    thickness = max(2, max(image.shape[:2]) // 800)
+    overlay = read_image(_download(page, "Overlay PNG", tmp_path))
+    expected = viz.overlay(image, mask, color=chosen, alpha=0.4, contour_thickness=thickness)
+    assert np.array_equal(overlay, expected)
+    _screenshot(page, "predict")
+
+    page.get_by_text("Model colour", exact=True).click()
+    _idle(page)
+    overlay = read_image(_download(page, "Overlay PNG", tmp_path))
+    expected = viz.overlay(image, mask, color=model_color, alpha=0.4, contour_thickness=thickness)
+    assert np.array_equal(overlay, expected)
+    page.get_by_text("Custom", exact=True).click()
+    _idle(page)
+    assert page.locator('[data-testid="stColorPicker"]').count() == 2  # fill and outline
+
+
+def test_evaluate_lists_skipped_pairs_next_to_the_count_and_fits_1400_px(
+    page, app_url, shared_data, tmp_path
+):
+    """Points 2, 6, 7, 8: skipped pairs and their reasons under the count; every column of the
+    per-image table (HD95 last) and short names on the Dice chart at 1400 px; masks download."""
+    import zipfile
+
+    from tiledseg.io import read_image, read_mask
+
+    page.goto(f"{app_url}/evaluate?model={BLOOD}")
+    page.get_by_role("heading", name="Evaluate", level=1).wait_for()
+    _idle(page)
+    folder = shared_data / "bloodcell" / "test"
+    images = sorted((folder / "images").iterdir())[:3]
+    long_name = tmp_path / ("a_very_long_slide_file_name_from_the_scanner_" + images[0].name)
+    long_name.write_bytes(images[0].read_bytes())
+    long_mask = tmp_path / f"{long_name.stem}.png"
+    long_mask.write_bytes((folder / "masks" / f"{images[0].stem}.png").read_bytes())
+    corrupt = tmp_path / images[1].name
+    corrupt.write_bytes(images[1].read_bytes()[:2000])  # a truncated JPEG
+    wrong_size = tmp_path / f"{images[2].stem}.png"
+    wrong_size.write_bytes(
+        (shared_data / "isic2017" / "valid" / "masks" / f"{STEM}.png").read_bytes()
+    )
+    _upload(page, [long_name, corrupt, images[2]], 0)
+    _idle(page)
+    _upload(page, [long_mask, folder / "masks" / f"{images[1].stem}.png", wrong_size], 1)
+    heading = page.get_by_role("heading", name=re.compile(r"^Means over 1 image"))
+    heading.wait_for()
+    _idle(page)
+    assert "(2 of 3 pairs skipped)" in heading.inner_text()
+    problems = page.locator('[data-testid="stAlert"]').filter(has_text="Skipped 2 pairs")
+    text = problems.inner_text()
+    assert corrupt.name in text and wrong_size.name in text
+    assert "image viewer" not in text
+    # right under the count: above the headline metrics, the table and the charts
+    below = problems.bounding_box()["y"]
+    first_metric = page.locator('[data-testid="stMetric"]').first.bounding_box()["y"]
+    assert heading.bounding_box()["y"] < below < first_metric
+
+    table = page.locator('[data-testid="stDataFrame"]').first
+    box = table.bounding_box()
+    assert box["x"] + box["width"] <= 1400
+    headers = page.evaluate(
+        "() => [...document.querySelectorAll('[data-testid=\"stDataFrame\"] th')]"
+        ".map(h => [h.innerText, h.getBoundingClientRect().right])"
+    )
+    titles = [title for title, _ in headers]
+    assert "HD95 (px)" in titles, titles
+    assert all(right <= box["x"] + box["width"] + 1 for _, right in headers), headers
+    chart = page.locator(".js-plotly-plot").first
+    ticks = [t.inner_text() for t in chart.locator(".ytick text").all()]
+    assert ticks and all(len(tick) <= 26 for tick in ticks), ticks
+    _screenshot(page, "evaluate")
+
+    archive = _download(page, re.compile(r"Predicted masks \(1, ZIP\)"), tmp_path)
+    with zipfile.ZipFile(archive) as bundle:
+        names = bundle.namelist()
+        assert names == [f"masks/{long_name.stem}.png", f"overlays/{long_name.stem}.jpg"]
+        bundle.extractall(tmp_path / "unzipped")
+    mask = read_mask(tmp_path / "unzipped" / names[0])
+    assert mask.shape == read_image(long_name).shape[:2] and mask.any()
+
+
+def test_tiling_lab_shows_the_seeds_way_against_the_engine_honestly(page, app_url, shared_data):
+    """Point 3: the seeds' ways as they ran (squashed whole, native-resolution tiles) against
+    the engine; seam maps on a visible colour scale; tiles told apart; a correct caption."""
+    page.goto(f"{app_url}/tiling_lab?model=unet-isic2017")
+    page.get_by_role("heading", name="Tiling Lab", level=1).wait_for()
+    _idle(page)
+    folder = shared_data / "isic2017" / "fullres"
+    photo = folder / "images" / "ISIC_0012720.jpg"  # 3008x2000
+    _upload(page, photo, 0)
+    _idle(page)
+    _upload(page, folder / "masks" / "ISIC_0012720_segmentation.png", 1)
+    page.get_by_role("heading", name="The grid").wait_for()
+    _idle(page)
+    # At the model's scale (short side 256) the photo is one 512 px tile: said, not hidden.
+    page.get_by_text("fits in one 512 px tile").wait_for()
+    grid_caption = page.locator('[data-testid="stImageCaption"]').last.inner_text()
+    assert "1 tile (1 row x 1 column)" in grid_caption
+    methods = ("Seeds, squashed", "tiledseg")
+    scores = {name: float(_metric(page, f"{name} Dice")) for name in methods}
+    assert scores["tiledseg"] > scores["Seeds, squashed"]
+
+    tile = page.get_by_role("slider").first
+    tile.focus()
+    for _ in range(10):
+        if tile.get_attribute("aria-valuetext") == "256":
+            break
+        tile.press("ArrowLeft")
+    page.get_by_role("button", name="Compare").click()
+    caption = page.locator('[data-testid="stImageCaption"]').filter(has_text="rows x")
+    caption.wait_for()
+    _idle(page)
+    assert re.search(r"^2 tiles \(1 row x 2 columns\) of 256x256 px", caption.inner_text())
+    native = float(_metric(page, "Seeds, native tiles Dice"))
+    assert native < scores["tiledseg"]  # 11x the scale the model knows
+    seams = page.locator(".js-plotly-plot").filter(has=page.locator(".colorbar"))
+    assert seams.count() == 2  # both seam maps carry their colour scale
+    comparison = page.locator('[data-testid="stImage"]').first
+    comparison.evaluate("element => element.scrollIntoView({block: 'start'})")
+    _screenshot(page, "tiling_lab")
+
+
+def test_scale_far_from_the_model_is_flagged(page, app_url, shared_data):
+    """Point 4: factor 1 on a model trained at short side 256 warns."""
+    page.goto(f"{app_url}/predict?model=unet-isic2017")
+    page.get_by_role("heading", name="Predict", level=1).wait_for()
+    _idle(page)
+    _upload(page, shared_data / "isic2017" / "fullres" / "images" / "ISIC_0010459.jpg")
+    page.get_by_text("Overlay · ISIC_0010459.jpg").wait_for()
+    _idle(page)
+    assert page.get_by_text("the size the model was trained at").count() == 0
+    page.get_by_text("Inference settings").click()
+    scale = page.get_by_label("Scale", exact=True)
+    scale.click()
+    page.get_by_role("option", name="resize factor").click()
+    value = page.get_by_label("Scale value")
+    value.fill("1")
+    page.get_by_role("button", name="Apply settings").click()
+    page.get_by_text("the size the model was trained at").wait_for()
+
+
+def test_model_and_page_live_in_the_url_and_samples_follow_the_model(page, app_url):
+    """Point 5: a deep link opens its model on its page and survives a reload; one selector;
+    samples of the model's data set; another set's sample is flagged."""
+    page.goto(f"{app_url}/predict?model={BLOOD}")
+    page.get_by_role("heading", name="Predict", level=1).wait_for()
+    _idle(page)
+    sidebar = page.locator('[data-testid="stSidebar"]')
+    assert BLOOD in sidebar.locator('[data-testid="stSelectbox"]').first.inner_text()
+    page.reload()
+    page.get_by_role("heading", name="Predict", level=1).wait_for()
+    _idle(page)
+    assert f"model={BLOOD}" in page.url
+    assert BLOOD in sidebar.locator('[data-testid="stSelectbox"]').first.inner_text()
+    page.get_by_text("Sample", exact=True).click()
+    _idle(page)
+    sample = page.locator('[data-testid="stMain"] [data-testid="stSelectbox"]').filter(
+        has_text="bloodcell/"
+    )
+    sample.click()
+    options = [o.inner_text() for o in page.get_by_role("option").all()]
+    page.keyboard.press("Escape")
+    assert options and all(option.startswith("bloodcell/") for option in options), options
+    assert page.get_by_text("Overlay · ").count() >= 0
+    page.get_by_text("Samples from every data set").click()
+    _idle(page)
+    sample.click()
+    page.get_by_role("option", name=re.compile(r"^isic2017/valid")).first.click()
+    page.get_by_text("is from the isic2017 data set").wait_for()
+    _idle(page)
+
+    # Another page keeps the model; the Model Zoo page has no second model selector.
+    _open(page, "Model Zoo")
+    assert f"model={BLOOD}" in page.url
+    page.get_by_role("heading", name=f"Model: {BLOOD}").wait_for()
+    main = page.locator('[data-testid="stMain"]')
+    assert main.get_by_label("Model", exact=True).count() == 0
+
+
+def test_app_messages_are_for_a_web_user(page, app_url, shared_data, tmp_path):
+    """Point 7: no command-line or environment advice, no image-viewer advice for a bad ZIP,
+    and no "another session" with one session whose second upload reruns the page."""
+    page.goto(f"{app_url}/predict?model=no-such-model")
+    alert = page.locator('[data-testid="stAlert"]').filter(has_text="no-such-model")
+    alert.wait_for()
+    text = alert.inner_text()
+    assert "Unknown model" in text and "sidebar" in text
+    assert "python -m" not in text and "model_zoo list" not in text
+
+    page.goto(f"{app_url}/evaluate?model=unet-isic2017")
+    page.get_by_role("heading", name="Evaluate", level=1).wait_for()
+    _idle(page)
+    page.get_by_text("ZIP archive", exact=True).click()
+    _idle(page)
+    bad = tmp_path / "photos.zip"
+    bad.write_bytes(b"PK\x03\x04 not really a zip archive")
+    _upload(page, bad)
+    alert = page.locator('[data-testid="stAlert"]').filter(has_text="photos.zip")
+    alert.wait_for()
+    assert "image viewer" not in alert.inner_text() and "Make the ZIP again" in alert.inner_text()
+
+    page.goto(f"{app_url}/predict?model={BLOOD}")
+    page.get_by_role("heading", name="Predict", level=1).wait_for()
+    _idle(page)
+    page.evaluate(
+        """() => { window.sawOtherSession = false;
+        new MutationObserver(() => {
+          if (document.body.innerText.includes('another session')) window.sawOtherSession = true;
+        }).observe(document.body, {subtree: true, childList: true, characterData: true}); }"""
+    )
+    slides = sorted((shared_data / "bloodcell" / "valid" / "images").iterdir())[:2]
+    uploader = page.locator('[data-testid="stFileUploader"] input[type="file"]')
+    uploader.set_input_files(slides[0])
+    page.get_by_text("tile 1 of").first.wait_for()  # the first run is on the network
+    uploader.set_input_files(slides)  # a second upload reruns the page meanwhile
+    page.get_by_text(f"Overlay · {slides[0].name}").wait_for()
+    _idle(page)
+    assert page.evaluate("() => window.sawOtherSession") is False
+
+
+def test_downloads_help_uncertainty_and_layout_on_predict(page, app_url, shared_data, tmp_path):
+    """Points 6, 8, 9: a wide overlay, distinct grid tiles, overlays in the batch ZIP, help on
+    every setting, and the uncertainty map beside the probability map."""
+    import zipfile
+
+    page.goto(f"{app_url}/predict?model={BLOOD}")
+    page.get_by_role("heading", name="Predict", level=1).wait_for()
+    _idle(page)
+    slides = sorted((shared_data / "bloodcell" / "test" / "images").iterdir())[:2]
+    _upload(page, slides)
+    page.get_by_text(f"Overlay · {slides[0].name}").wait_for()
+    _idle(page)
+    overlay = page.locator('[data-testid="stImage"]').first
+    assert overlay.bounding_box()["width"] >= 700  # was about 340 px
+    charts = page.locator(".js-plotly-plot")
+    titles = [c.locator(".gtitle").inner_text() for c in charts.all()]
+    assert titles[:2] == ["Probability map", "Uncertainty (entropy, bits)"]
+    boxes = [c.bounding_box() for c in charts.all()[:2]]
+    assert abs(boxes[0]["y"] - boxes[1]["y"]) < 2 and boxes[0]["x"] < boxes[1]["x"]  # beside
+
+    archive = _download(page, "All 2 (ZIP)", tmp_path)
+    with zipfile.ZipFile(archive) as bundle:
+        names = set(bundle.namelist())
+    for slide in slides:
+        for entry in (f"masks/{slide.stem}.png", f"overlays/{slide.stem}.jpg"):
+            assert entry in names, entry
+
+    page.get_by_text("Inference settings").click()
+    form = page.locator('[data-testid="stForm"]')
+    labels = form.locator('[data-testid="stWidgetLabel"]')
+    helps = form.locator('[data-testid="stWidgetLabel"] [data-testid="stTooltipIcon"]')
+    assert labels.count() >= 8 and helps.count() == labels.count()
+    page.get_by_text("Show the tile grid").click()
+    _idle(page)
+
+
+def test_model_zoo_compare_scores_an_uploaded_ground_truth(page, app_url, shared_data):
+    """Point 8: the compare takes a ground-truth upload and shows each model's Dice."""
+    page.goto(f"{app_url}/model_zoo?model=unet-isic2017")
+    page.get_by_role("heading", name="Compare two models on one image").wait_for()
+    _idle(page)
+    folder = shared_data / "isic2017" / "valid"
+    _upload(page, folder / "images" / f"{STEM}.jpg", 0)
+    _idle(page)
+    _upload(page, folder / "masks" / f"{STEM}.png", 1)
+    dice = page.locator('[data-testid="stMetricLabel"]').filter(has_text=re.compile(r" Dice$"))
+    dice.nth(1).wait_for()
+    _idle(page)
+    assert dice.count() == 2
+    isic, blood = (float(_metric(page, f"{m} Dice")) for m in ("unet-isic2017", BLOOD))
+    assert isic > blood  # the skin model scores the skin photo better

