@@ -43,9 +43,8 @@ _HIDDEN = "[server path]"
 REFUSED_REFERENCE = (
     "This app loads the models in its list and Hub repositories written ORG/NAME, "
     "ORG/NAME@REVISION or hf://ORG/NAME[@REVISION]; other references (such as file paths) are "
-    "refused. To run a model from a file, use `tiledseg predict --model PATH`, or start your "
-    f"own app with {LOCAL_MODELS_ENV}=1."
-)
+    "refused. Pick a model in the sidebar's list, or enter a Hub repository."
+)  # no command line or server setting here: a visitor can act on neither (issue 15, 7)
 _NAME = r"[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?"
 _HUB_REF = re.compile(rf"^(?:hf://)?(?P<repo>{_NAME}/{_NAME})(?:@(?P<revision>[\w./-]+))?$")
 _MODEL_ID = re.compile(rf"^{_NAME}$")

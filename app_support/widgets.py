@@ -71,6 +71,9 @@ _OPERATOR_ADVICE = re.compile(
 )
 
 
+_OPERATOR_ASIDE = re.compile(r"\s*\([^()]*TILEDSEG_[A-Z_]+[^()]*\)")
+
+
 def _sentences(text: str) -> list[str]:
     return [part for part in re.split(r"(?<=[.!?])\s+", text.strip()) if part]
 
@@ -85,6 +88,7 @@ def web_message(error: BaseException) -> str:
         text = f"{error.source}: {error.reason}"
     if isinstance(error, ModelLoadError):
         text = text.split("Accepted model references")[0]  # the CLI's list of reference forms
+    text = _OPERATOR_ASIDE.sub("", text)  # "(TILEDSEG_...)" asides go, their sentence stays
     kept = [s for s in _sentences(text) if not _OPERATOR_ADVICE.search(s)]
     return " ".join(kept).strip() or type(error).__name__
 
@@ -109,6 +113,8 @@ def _advice(error: BaseException) -> str:
     if isinstance(error, PixelLimitError):
         return "Shrink the image (for example to half its width and height) and upload it again."
     if isinstance(error, ModelLoadError):
+        if "pick a model" in str(error).lower():
+            return ""  # the message already says it
         return (
             "Pick a model from the sidebar's **Model** list, or choose *Another Hub model…* "
             "and enter its ORG/NAME."
