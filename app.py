@@ -110,7 +110,7 @@ def home() -> None:
         "Segment very large medical images (4K-7K dermoscopy photographs, 1600x1200 blood "
         "smears) with UNets from the tiledseg model zoo, by overlapped, blended tiles at the "
         "pixel scale each model was trained at. Upload an image to get a mask, score masks "
-        "against ground truth, and see why blended tiling beats the naive kind."
+        "against ground truth, and see why scale-aware blended tiling beats the naive kind."
     )
     loaded = current_model()
     if loaded is not None:
@@ -118,9 +118,9 @@ def home() -> None:
     st.subheader("Pages")
     columns = st.columns(len(PAGES))
     blurbs = {
-        "predict": "Upload images, get masks, overlays and probability maps.",
+        "predict": "Upload images, get masks, overlays, probability and uncertainty maps.",
         "evaluate": "Score predictions against ground-truth masks (Dice, Jaccard, HD95).",
-        "tiling_lab": "Whole image vs the seeds' tiling vs blended tiling, with seam maps.",
+        "tiling_lab": "The seeds' ways (squashed, native tiles) against the engine's; seams.",
         "model_zoo": "Every model's card, metrics and training curves; compare two.",
     }
     for column, (name, (path, title, icon)) in zip(columns, PAGES.items(), strict=True):

@@ -169,8 +169,11 @@ with view:
         f"largest component {stats['largest_component_px']:,} px"
     )
     left, right = st.columns(2)
-    left.plotly_chart(charts.probability_figure(prediction.probabilities, "Probability map"))
-    right.plotly_chart(charts.uncertainty_figure(prediction.probabilities))
+    # theme=None: plotly's own rendering, so the heatmaps keep their colour scales exactly.
+    left.plotly_chart(
+        charts.probability_figure(prediction.probabilities, "Probability map"), theme=None
+    )
+    right.plotly_chart(charts.uncertainty_figure(prediction.probabilities), theme=None)
     right.caption(
         "Uncertainty is the binary entropy of the probability, in bits: 0 where the model is "
         "sure (p near 0 or 1), 1 where p = 0.5. It comes from the same map, without running "

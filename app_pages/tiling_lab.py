@@ -256,7 +256,8 @@ elif seeds_allowed:
             column.plotly_chart(
                 charts.difference_figure(
                     diff, f"{name}: mean {diff.mean():.4f}, max {diff.max():.3f}", top
-                )
+                ),
+                theme=None,  # plotly's own rendering keeps the colour scale exact
             )
         scores = {}
         if truth is not None:
