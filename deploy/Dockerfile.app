@@ -5,7 +5,8 @@
 FROM python:3.11-slim
 
 # Spaces run the container as uid 1000, so the app runs as that user from the start, and every
-# cache it writes (Hugging Face, Keras, OpenVINO, Streamlit) lives in that user's home.
+# cache it writes (Hugging Face, Keras, the OpenVINO/ONNX conversions, Streamlit) lives in that
+# user's home.
 RUN useradd --create-home --uid 1000 user
 USER 1000
 ENV HOME=/home/user \
@@ -13,7 +14,7 @@ ENV HOME=/home/user \
     XDG_CACHE_HOME=/home/user/.cache \
     HF_HOME=/home/user/.cache/huggingface \
     KERAS_HOME=/home/user/.keras \
-    TILEDSEG_OPENVINO_CACHE_DIR=/home/user/.cache/openvino \
+    TILEDSEG_CACHE_DIR=/home/user/.cache/tiledseg \
     PYTHONUNBUFFERED=1 \
     TF_CPP_MIN_LOG_LEVEL=2
 WORKDIR /home/user/app

@@ -95,7 +95,7 @@ def test_dockerfile_builds_the_app_as_uid_1000_with_writable_caches():
     assert plan.user == "1000"  # Spaces run containers as uid 1000; never root
     home = plan.env["HOME"]
     assert home == IMAGE_HOME and plan.workdir == Path(IMAGE_HOME) / "app"
-    for cache in ("HF_HOME", "KERAS_HOME", "TILEDSEG_OPENVINO_CACHE_DIR", "XDG_CACHE_HOME"):
+    for cache in ("HF_HOME", "KERAS_HOME", "TILEDSEG_CACHE_DIR", "XDG_CACHE_HOME"):
         assert plan.env[cache].startswith(home + "/"), cache
     assert plan.env["PATH"].startswith(f"{home}/venv/bin:")
     # The pinned requirements are installed as the user, into its own virtualenv.
