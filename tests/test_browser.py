@@ -547,6 +547,8 @@ def test_evaluate_lists_skipped_pairs_next_to_the_count_and_fits_1400_px(
     assert heading.bounding_box()["y"] < below < first_metric
 
     table = page.locator('[data-testid="stDataFrame"]').first
+    table.scroll_into_view_if_needed()
+    table.locator("th").first.wait_for(state="attached")  # the grid's accessible header row
     box = table.bounding_box()
     assert box["x"] + box["width"] <= 1400
     headers = page.evaluate(
