@@ -49,15 +49,31 @@ def parse_args(argv=None) -> argparse.Namespace:
         "--large-repeats", type=int, default=1, help="timed calls for images over 10 Mpx"
     )
     parser.add_argument("--runtimes", nargs="+", default=["keras", "openvino", "onnxruntime"])
+    parser.add_argument(
+        "--large-runtimes",
+        nargs="+",
+        default=["keras", "openvino"],
+        help="runtimes for images over 10 Mpx (a call there takes minutes on 2 cores)",
+    )
+    parser.add_argument(
+        "--large-model-only",
+        nargs="*",
+        default=["keras", "openvino"],
+        help="runtimes whose model-only time is measured on images over 10 Mpx",
+    )
+    parser.add_argument(
+        "--large-no-auto", action="store_true", help="no auto row on images over 10 Mpx"
+    )
     parser.add_argument("--json", type=Path, help="write machine, rows and ratios here")
     return parser.parse_args(argv)
 
 
-def rows_for(native_bf16: bool, runtimes: list[str]) -> list[tuple[str, str]]:
+def rows_for(native_bf16: bool, runtimes: list[str], auto: bool = True) -> list[tuple[str, str]]:
     rows = [(runtime, "float32") for runtime in runtimes]
     if "openvino" in runtimes and native_bf16:
         rows.append(("openvino", "bfloat16"))
-    rows.append(("auto", "auto"))
+    if auto:
+        rows.append(("auto", "auto"))
     return rows
 
 
@@ -122,7 +138,7 @@ def timed(run, repeats: int) -> tuple[float, list[float]]:
         start = time.perf_counter()
         run()
         times.append(time.perf_counter() - start)
-    return statistics.median(times), times
+    return (statistics.median(times) if times else float("nan")), times
 
 
 def run_case(name: str, args, native_bf16: bool) -> dict[str, Any]:
@@ -135,22 +151,37 @@ def run_case(name: str, args, native_bf16: bool) -> dict[str, Any]:
     width, height = (int(v) for v in name.split(":")[1].split("x"))
     image = real_image(source, width, height)
     zoo = model_zoo.load(model_id)
-    repeats = args.large_repeats if width * height > 10e6 else args.repeats
+    large = width * height > 10e6
+    repeats = args.large_repeats if large else args.repeats
     settings = {"tta": "none"}  # everything else from the model's metadata
     case = {"case": name, "model": model_id, "image": [height, width], "repeats": repeats}
     case["load_before"] = os.getloadavg()
     rows, outputs = [], {}
-    for runtime, precision in rows_for(native_bf16, args.runtimes):
+    runtimes = args.large_runtimes if large else args.runtimes
+    auto = not (large and args.large_no_auto)
+    for runtime, precision in rows_for(native_bf16, runtimes, auto):
         predictor = TiledPredictor(zoo, runtime=runtime, precision=precision, **settings)
         resolved = predictor.resolved_settings()
         grid = predictor.grid(image.shape)
         start = time.perf_counter()
-        outputs[(runtime, precision)] = predictor(image)  # warm-up (conversion on first use)
+        # Warm-up (conversion and compilation on first use); on a large image a corner of it,
+        # same tile shape, and its first full call is a timed one.
+        warm = predictor(image[:1024, :1024] if large else image)
         first_s = time.perf_counter() - start
-        e2e, e2e_all = timed(lambda p=predictor: p(image), repeats)
+        e2e, e2e_all = timed(lambda p=predictor: p(image), repeats - 1 if large else repeats)
+        if large:
+            start = time.perf_counter()
+            warm = predictor(image)
+            e2e_all = [time.perf_counter() - start, *e2e_all]
+            e2e = statistics.median(e2e_all)
+        outputs[(runtime, precision)] = warm
         only_run, batch = model_only(predictor, image)
-        only_run()  # warm-up
-        only, only_all = timed(only_run, repeats)
+        if large and runtime not in args.large_model_only:
+            only, only_all = float("nan"), []
+        else:
+            if not large:
+                only_run()  # warm-up
+            only, only_all = timed(only_run, repeats)
         row = {
             "runtime": runtime,
             "precision": precision,

@@ -70,7 +70,8 @@ def backend_bands(
     batch_size = int(batch_size or getattr(backend, "batch_size", None) or DEFAULT_BACKEND_BATCH)
     in_flight = max(1, int(getattr(backend, "max_in_flight", None) or 1))
     views = 4 if tta == "flips" else 1
-    col_weights = blend_weights(grid.cols, blend)
+    col_weights = blend_weights(grid.cols, blend)[:, None, :, None]  # (cols, 1, tile_w, 1)
+    row_scaled = (row_weights / views)[:, :, None, None]  # (rows, tile_h, 1, 1), flips averaged
     tile_h, tile_w = grid.tile_shape
     per_band = views * grid.cols.count
     # Every tile as (band, view, column), in the order the keras path batches them.
@@ -98,8 +99,9 @@ def backend_bands(
             future, chunk, sent_shape = pending.popleft()
             output = _checked(future.result(), sent_shape)
             for index, (band, view, col) in enumerate(chunk):
-                weights = row_weights[band][:, None, None] * col_weights[col][None, :, None]
-                tile = _unflip(output[index], view) * (weights / views)
+                # Two broadcast products rather than a (tile_h, tile_w) window per tile.
+                tile = _unflip(output[index], view) * row_scaled[band]
+                tile *= col_weights[col]
                 if band not in bands:
                     shape = (tile_h, grid.cols.padded, tile.shape[-1])
                     bands[band] = np.zeros(shape, np.float32)
