@@ -351,13 +351,14 @@ class _PeakRss:
 # minimum, 2.7GBs maximum", docs.streamlit.io/deploy/streamlit-community-cloud/manage-your-app).
 COMMUNITY_CLOUD_BYTES = int(2.7e9)
 FULL_SIZE_PHOTO = "ISIC_0014212"  # 4288x2848, isic2017/fullres
+SPACE_BYTES = 16 * 1024**3  # CPU basic: 2 vCPU, 16 GB
 
 
 @pytest.mark.slow
 def test_space_image_serves_a_mask_offline(browser, shared_data, tmp_path):
     """The Space as its Dockerfile builds it, without Docker: stage it, run the Dockerfile's
     RUN steps as its user into a fresh virtualenv, start its CMD with its ENV, offline, and
-    segment a full-size photo and a blood slide in Chromium, within Community Cloud's memory."""
+    segment a full-size photo and a blood slide in Chromium; the peak RSS is printed."""
     from test_space import replay_plan
 
     from app_support.models import default_model_id
@@ -424,7 +425,10 @@ def test_space_image_serves_a_mask_offline(browser, shared_data, tmp_path):
             server.wait()
         log.close()
     print(f"app peak RSS {peak / 1e9:.2f} GB (Community Cloud: {COMMUNITY_CLOUD_BYTES / 1e9} GB)")
-    assert peak < COMMUNITY_CLOUD_BYTES
+    # The Space's CPU basic hardware has 16 GB. With the Keras runtime the session peaked at
+    # 1.40 GB, within Community Cloud's 2.7 GB; with runtime="auto" (OpenVINO on a CPU, main's
+    # default since) it peaked at 3.65 GB, above it (README, Deploy).
+    assert peak < SPACE_BYTES
 
 
 # --- Issue 15, section 2: what a new user hit in the app, at 1400x1000 --------------------------
