@@ -28,6 +28,7 @@ def test_statistics_become_the_average_of_the_batches():
     np.testing.assert_allclose(moving_mean, expected_means, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(moving_var, expected_vars, rtol=1e-4, atol=1e-5)
     np.testing.assert_array_equal(gamma, np.ones(4))  # nothing but the statistics moves
+    np.testing.assert_array_equal(beta, np.zeros(4))
     for before, after in zip(kernel_before, model.get_layer("conv").get_weights(), strict=True):
         np.testing.assert_array_equal(before, after)
     assert frozen.momentum == 0.99 and not frozen.trainable  # settings restored
