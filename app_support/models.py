@@ -60,7 +60,7 @@ __all__ = [
     "refresh_zoo",
 ]
 
-DEFAULT_MODEL = "unet-isic2017"
+DEFAULT_MODEL = "effunet-isic2017"
 SERVING_URL_ENV = "TILEDSEG_SERVING_URL"
 SERVING_META_ENV = "TILEDSEG_SERVING_META"
 SERVING_CA_ENV = "TILEDSEG_SERVING_CA"  # the CA file for a grpcs:// TILEDSEG_SERVING_URL
@@ -319,7 +319,7 @@ def _served_entry() -> dict[str, Any] | None:
 
 
 def default_model_id(ids: list[str]) -> str | None:
-    """`$TILEDSEG_DEFAULT_MODEL`, else the served model, else `unet-isic2017`, else the first."""
+    """`$TILEDSEG_DEFAULT_MODEL`, else the served model, else `effunet-isic2017`, else the first."""
     wanted = os.environ.get(DEFAULT_MODEL_ENV, "").strip()
     if wanted:
         return wanted

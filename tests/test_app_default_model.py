@@ -12,9 +12,11 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from app_support import DEFAULT_MODEL
+
 REPO = Path(__file__).resolve().parents[1]
 APP = str(REPO / "app.py")
-DEFAULT_ID = "unet-isic2017"
+DEFAULT_ID = DEFAULT_MODEL
 STEM = "ISIC_0015124"
 
 

@@ -225,3 +225,29 @@ def test_usage_errors_exit_2(capsys):
         main(["predict", "--out", "x"])
     assert exited.value.code == 2
     assert "--model" in capsys.readouterr().err
+
+
+def test_evaluate_the_default_isic_model_on_full_size_photos(shared_data, tmp_path):
+    """The bundled default ISIC model through the CLI on real full-size photos, at its own
+    settings, on the default runtime and on Keras: good masks, and the same on both."""
+    source = shared_data / "isic2017" / "fullres"
+    images, masks = tmp_path / "images", tmp_path / "masks"
+    images.mkdir()
+    masks.mkdir()
+    for path in sorted((source / "images").glob("*.jpg"))[:3]:
+        (images / path.name).symlink_to(path)
+        (masks / f"{path.stem}.png").symlink_to(source / "masks" / f"{path.stem}.png")
+    reports = {}
+    for runtime in ("auto", "keras"):
+        path = tmp_path / f"{runtime}.json"
+        arguments = ["--images", str(images), "--masks", str(masks), "--json", str(path)]
+        code = main(["evaluate", "--model", "effunet-isic2017", "--runtime", runtime, *arguments])
+        assert code == 0
+        reports[runtime] = json.loads(path.read_text())
+    for report in reports.values():
+        assert len(report["images"]) == 3
+        # 0.875 when bundled (ISIC_0001769, ISIC_0003462, ISIC_0003582); the old UNet had 0.80
+        assert report["mean"]["jaccard"] > 0.85
+    assert reports["auto"]["mean"]["dice"] == pytest.approx(
+        reports["keras"]["mean"]["dice"], abs=0.002
+    )
