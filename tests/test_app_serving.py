@@ -87,8 +87,8 @@ def test_tiling_lab_with_a_served_model_skips_the_seeds_baseline(served, shared_
     assert not at.exception and not at.error
     assert "shown for zoo models only" in at.info[0].value
     labels = {metric.label for metric in at.metric}
-    assert {"Whole image Dice", "Blended tiling Dice"} <= labels
-    assert "Seeds' tiling Dice" not in labels
+    assert {"Seeds, squashed Dice", "tiledseg Dice"} <= labels
+    assert "Seeds, native tiles Dice" not in labels  # the seeds' tiling calls model.predict
 
 
 def test_an_unreachable_server_is_an_error(served, monkeypatch):

@@ -76,7 +76,9 @@ def test_bfloat16_agrees_with_float32_on_real_slides(bloodcell, shared_data):
         truth = read_mask(split / "masks" / f"{path.stem}.png")
         p32, p16 = full(image), half(image)
         assert p16.dtype == np.float32 and p16.shape == image.shape[:2]
-        assert float(np.abs(p32 - p16).max()) < 1e-2
+        # 0.007 on an AMX Xeon, 0.0116 on an AVX2 EPYC (bfloat16 emulated); the dice bound
+        # below (issue 7's 0.002) is the requirement
+        assert float(np.abs(p32 - p16).max()) < 1.5e-2
         masks = [
             postprocess(p, threshold=meta.threshold, **(meta.postprocess or {})) for p in (p32, p16)
         ]
