@@ -695,10 +695,14 @@ def test_app_messages_are_for_a_web_user(page, app_url, shared_data, tmp_path):
     page.get_by_role("heading", name="Evaluate", level=1).wait_for()
     _idle(page)
     page.get_by_text("ZIP archive", exact=True).click()
+    zip_uploader = page.locator('[data-testid="stFileUploader"]').filter(
+        has_text="ZIP with images/ and masks/"
+    )
+    zip_uploader.wait_for()  # the page has rerun with the ZIP source chosen
     _idle(page)
     bad = tmp_path / "photos.zip"
     bad.write_bytes(b"PK\x03\x04 not really a zip archive")
-    _upload(page, bad)
+    zip_uploader.locator('input[type="file"]').set_input_files(bad)
     alert = page.locator('[data-testid="stAlert"]').filter(has_text="photos.zip")
     alert.wait_for()
     assert "image viewer" not in alert.inner_text() and "Make the ZIP again" in alert.inner_text()
