@@ -23,11 +23,19 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_app_support import MODEL_ID, app_environment, make_bundle
+from test_app_support import MODEL_ID as SMALL_MODEL_ID
+from test_app_support import app_environment, make_bundle
+
+from app_support import DEFAULT_MODEL
 
 pytestmark = pytest.mark.browser
 
 REPO = Path(__file__).resolve().parents[1]
+_BUNDLED = Path(
+    os.environ.get("TILEDSEG_BUNDLED_DIR", "").strip() or REPO / "model_zoo" / "bundled"
+)
+# The model the app opens on: the shipped default when it is bundled, else a small real bundle.
+MODEL_ID = DEFAULT_MODEL if (_BUNDLED / DEFAULT_MODEL / "config.json").is_file() else SMALL_MODEL_ID
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
     "--no-sandbox",
