@@ -21,17 +21,21 @@ def model_file(tmp_path_factory):
     return path
 
 
-@pytest.fixture
-def bloodcell_pairs(shared_data, tmp_path):
-    """Three real blood-smear images and masks, linked into fresh folders."""
-    source = shared_data / "bloodcell" / "test"
-    images, masks = tmp_path / "images", tmp_path / "masks"
+def _linked_pairs(source, folder, count: int = 3):
+    """The first ``count`` real images of ``source`` and their masks, linked into ``folder``."""
+    images, masks = folder / "images", folder / "masks"
     images.mkdir()
     masks.mkdir()
-    for path in sorted((source / "images").glob("*.jpg"))[:3]:
+    for path in sorted((source / "images").glob("*.jpg"))[:count]:
         (images / path.name).symlink_to(path)
         (masks / f"{path.stem}.png").symlink_to(source / "masks" / f"{path.stem}.png")
     return images, masks
+
+
+@pytest.fixture
+def bloodcell_pairs(shared_data, tmp_path):
+    """Three real blood-smear images and masks, linked into fresh folders."""
+    return _linked_pairs(shared_data / "bloodcell" / "test", tmp_path)
 
 
 def test_predict_writes_full_size_masks_overlays_and_probabilities(
@@ -230,13 +234,7 @@ def test_usage_errors_exit_2(capsys):
 def test_evaluate_the_default_isic_model_on_full_size_photos(shared_data, tmp_path):
     """The bundled default ISIC model through the CLI on real full-size photos, at its own
     settings, on the default runtime and on Keras: good masks, and the same on both."""
-    source = shared_data / "isic2017" / "fullres"
-    images, masks = tmp_path / "images", tmp_path / "masks"
-    images.mkdir()
-    masks.mkdir()
-    for path in sorted((source / "images").glob("*.jpg"))[:3]:
-        (images / path.name).symlink_to(path)
-        (masks / f"{path.stem}.png").symlink_to(source / "masks" / f"{path.stem}.png")
+    images, masks = _linked_pairs(shared_data / "isic2017" / "fullres", tmp_path)
     reports = {}
     for runtime in ("auto", "keras"):
         path = tmp_path / f"{runtime}.json"
