@@ -13,7 +13,7 @@ from keras import layers
 
 from training.models.unet.blocks import conv_block, upsample
 
-__all__ = ["ENCODERS", "build_encoder", "decoder_stage"]
+__all__ = ["ENCODERS", "build_encoder", "check_decoder_filters", "decoder", "decoder_stage"]
 
 ENCODERS: dict[str, dict[str, Any]] = {
     "mobilenet_v2": {
@@ -80,3 +80,24 @@ def decoder_stage(x, skip, filters: int, *, batch_norm: bool, activation: str, n
     if skip is not None:
         x = layers.Concatenate(name=f"{name}_concat")([x, skip])
     return conv_block(x, filters, batch_norm=batch_norm, activation=activation, name=name)
+
+
+def check_decoder_filters(decoder_filters) -> list[int]:
+    """Five filter counts, one per decoder stage (strides 16, 8, 4, 2, 1)."""
+    filters = list(decoder_filters)
+    if len(filters) != 5:
+        raise ValueError(
+            "`decoder_filters` needs five values (strides 16, 8, 4, 2, 1). "
+            f"Received: decoder_filters={filters}"
+        )
+    return filters
+
+
+def decoder(x, skips, decoder_filters, *, batch_norm: bool, activation: str):
+    """The five decoder stages on the bottleneck ``x``, joining ``skips`` (strides 2..16)."""
+    for stage, filters in enumerate(decoder_filters):
+        skip = skips[-1 - stage] if stage < len(skips) else None
+        x = decoder_stage(
+            x, skip, filters, batch_norm=batch_norm, activation=activation, name=f"dec{stage}"
+        )
+    return x

@@ -8,7 +8,12 @@ import keras
 from keras import layers
 
 from tiledseg._validation import validate_choice, validate_range
-from training.models.backbone_unet.blocks import ENCODERS, build_encoder, decoder_stage
+from training.models.backbone_unet.blocks import (
+    ENCODERS,
+    build_encoder,
+    check_decoder_filters,
+    decoder,
+)
 from training.models.unet.blocks import ACTIVATIONS, output_head
 
 __all__ = ["ENCODER_NAMES", "build_backbone_unet"]
@@ -68,12 +73,7 @@ def build_backbone_unet(
             "ImageNet weights need 3 input channels. Use weights=None for other inputs. "
             f"Received: input_channels={input_channels}"
         )
-    decoder_filters = list(decoder_filters)
-    if len(decoder_filters) != 5:
-        raise ValueError(
-            "`decoder_filters` needs five values (strides 16, 8, 4, 2, 1). "
-            f"Received: decoder_filters={decoder_filters}"
-        )
+    decoder_filters = check_decoder_filters(decoder_filters)
     validate_choice(activation, ACTIVATIONS, "activation")
 
     inputs = keras.Input((None, None, input_channels), name="image")
@@ -83,11 +83,7 @@ def build_backbone_unet(
         image = layers.Rescaling(rescale[0], offset=rescale[1], name="rescale")(inputs)
     skips, x = build_encoder(encoder, image, weights)
 
-    for stage, filters in enumerate(decoder_filters):
-        skip = skips[-1 - stage] if stage < len(skips) else None
-        x = decoder_stage(
-            x, skip, filters, batch_norm=batch_norm, activation=activation, name=f"dec{stage}"
-        )
+    x = decoder(x, skips, decoder_filters, batch_norm=batch_norm, activation=activation)
     model = keras.Model(inputs, output_head(x, num_classes), name=name or f"{encoder}_unet")
     if freeze_encoder:
         decoder_prefixes = ("dec", "logits", "probabilities", "rescale", "image")

@@ -8,7 +8,7 @@ import keras
 from keras import layers
 
 from tiledseg._validation import validate_choice
-from training.models.backbone_unet.blocks import decoder_stage
+from training.models.backbone_unet.blocks import check_decoder_filters, decoder
 from training.models.efficientnet_unet.blocks import (
     BN_EPSILON,
     BN_MOMENTUM,
@@ -102,12 +102,7 @@ def build_efficientnet_unet(
     validate_choice(variant, LITE_VARIANTS, "variant")
     if weights not in (None, "imagenet"):
         raise ValueError(f"`weights` must be None or 'imagenet'. Received: weights={weights!r}")
-    decoder_filters = list(decoder_filters)
-    if len(decoder_filters) != 5:
-        raise ValueError(
-            "`decoder_filters` needs five values (strides 16, 8, 4, 2, 1). "
-            f"Received: decoder_filters={decoder_filters}"
-        )
+    decoder_filters = check_decoder_filters(decoder_filters)
     validate_choice(activation, ACTIVATIONS, "activation")
 
     inputs = keras.Input((None, None, 3), name="image")
@@ -115,11 +110,7 @@ def build_efficientnet_unet(
     encoder = keras.Model(inputs, stages, name="encoder_view")
     skips = [stages[stage] for stage in _SKIP_STAGES]
     x = stages[-1]
-    for stage, filters in enumerate(decoder_filters):
-        skip = skips[-1 - stage] if stage < len(skips) else None
-        x = decoder_stage(
-            x, skip, filters, batch_norm=batch_norm, activation=activation, name=f"dec{stage}"
-        )
+    x = decoder(x, skips, decoder_filters, batch_norm=batch_norm, activation=activation)
     model = keras.Model(
         inputs, output_head(x, num_classes), name=name or f"efficientnet_{variant}_unet"
     )
