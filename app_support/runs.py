@@ -7,7 +7,10 @@ so changing the threshold, the post-processing or the overlay never runs the net
 
 from __future__ import annotations
 
+import functools
 import json
+import logging
+import os
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -22,8 +25,11 @@ from app_support.store import ResultStore
 
 __all__ = [
     "CURVE_THRESHOLDS",
+    "RUNTIMES",
+    "RUNTIME_ENV",
     "Prediction",
     "default_postprocess",
+    "default_runtime",
     "default_settings",
     "mask_key",
     "mask_stats",
@@ -37,6 +43,11 @@ __all__ = [
 ]
 
 CURVE_THRESHOLDS = tuple(round(0.02 * i, 2) for i in range(1, 50))
+RUNTIMES = ("auto", "keras", "openvino", "onnxruntime")
+# The runtime the settings start on. OpenVINO (auto's choice on a CPU) peaks far higher in memory
+# than Keras, above e.g. Streamlit Community Cloud's 2.7 GB, so a small host sets "keras".
+RUNTIME_ENV = "TILEDSEG_APP_RUNTIME"
+_LOG = logging.getLogger(__name__)
 # Results this session has had: "cached" is said only of those, never of another session's.
 _SEEN = "_results_seen"
 _MAX_SEEN = 4096
@@ -88,9 +99,35 @@ def default_settings(meta: Any) -> dict[str, Any]:
         "batch_size": None,
         "scale": meta.scale.to_dict(),
         "tta": meta.tta,
-        "precision": "auto",
-        "runtime": "auto",
+        # A model whose metrics hold in one precision only says so (e.g. float32).
+        "precision": getattr(meta, "precision", None) or "auto",
+        "runtime": default_runtime(),
     }
+
+
+def default_runtime() -> str:
+    """The runtime a page's settings start on: ``$TILEDSEG_APP_RUNTIME``, else ``"auto"``.
+
+    A value that is not a runtime falls back to ``"auto"`` with a warning in the server's log
+    (the operator's place to look; a web user cannot change the server's environment).
+    """
+    return _runtime_from(os.environ.get(RUNTIME_ENV, ""))
+
+
+@functools.lru_cache(maxsize=8)
+def _runtime_from(text: str) -> str:
+    value = text.strip().lower()
+    if not value:
+        return "auto"
+    if value not in RUNTIMES:
+        _LOG.warning(
+            "%s=%r is not a runtime this app runs; using auto. Set it to one of %s.",
+            RUNTIME_ENV,
+            text,
+            ", ".join(RUNTIMES),
+        )
+        return "auto"
+    return value
 
 
 def default_postprocess(meta: Any) -> dict[str, Any]:

@@ -12,7 +12,7 @@ import streamlit as st
 
 from app_support.guard import redact
 from app_support.models import LoadedModel, load_model
-from app_support.runs import default_postprocess
+from app_support.runs import RUNTIMES, default_postprocess
 from app_support.state import selected_model
 from app_support.store import ResultStore
 from app_support.uploads import IMAGE_TYPES, Upload, find_samples, uploads_from_widget
@@ -49,7 +49,6 @@ METRIC_LABELS = {
 _TILE_CHOICES = ["auto", 64, 96, 128, 192, 256, 320, 384, 512, 768, 1024]
 _BLENDS = ("gaussian", "hann", "constant", "center")
 _PRECISIONS = ("auto", "float32", "bfloat16", "float16")
-_RUNTIMES = ("auto", "keras", "openvino", "onnxruntime")
 _SCALE_MODES = {
     "factor": "resize factor",
     "short_side": "short side (px)",
@@ -458,12 +457,13 @@ def settings_form(
         )
         runtime = second.selectbox(
             "Runtime",
-            _RUNTIMES,
-            index=_RUNTIMES.index(current.get("runtime", "auto")),
+            RUNTIMES,
+            index=RUNTIMES.index(current.get("runtime", "auto")),
             key=f"{key}_runtime",
             help=(
                 "What runs the network: auto is Keras on a GPU and OpenVINO on a CPU where "
-                "it is installed; all give the same masks."
+                "it is installed; all give the same masks. The server chooses which one "
+                "the settings start on."
             ),
         )
         with third:

@@ -24,6 +24,7 @@ _INFERENCE_KEYS = (
     "blend",
     "threshold",
     "tta",
+    "precision",
     "postprocess",
     "downsampling",
     "input_channels",

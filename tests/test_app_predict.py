@@ -171,3 +171,25 @@ def test_runtime_setting_runs_the_network_in_onnxruntime_with_the_same_mask(zoo_
     area_px = int(area[1].split()[0].replace(",", ""))
     new_px = int(metrics["Area"][1].split()[0].replace(",", ""))
     assert abs(new_px - area_px) <= 2
+
+
+def test_the_server_chooses_the_runtime_the_settings_start_on(zoo_root, lesion, monkeypatch):
+    """TILEDSEG_APP_RUNTIME=keras (a host with little memory): the page starts on Keras."""
+    monkeypatch.setenv("TILEDSEG_APP_RUNTIME", "keras")
+    at = _predict_page()
+    at.file_uploader(key="predict_upload").set_value((*lesion, "image/jpeg")).run()
+    assert not at.exception and not at.error
+    assert at.selectbox(key=f"{KEY}_runtime").value == "keras"
+    assert at.caption[1].value.endswith("· keras")
+
+
+def test_a_runtime_setting_that_is_no_runtime_falls_back_to_auto_and_says_so(monkeypatch, caplog):
+    from app_support.runs import default_runtime
+
+    monkeypatch.setenv("TILEDSEG_APP_RUNTIME", " OpenVINO ")
+    assert default_runtime() == "openvino"
+    monkeypatch.setenv("TILEDSEG_APP_RUNTIME", "tensorrt")
+    with caplog.at_level("WARNING", logger="app_support.runs"):
+        assert default_runtime() == "auto"
+    assert "TILEDSEG_APP_RUNTIME='tensorrt' is not a runtime" in caplog.text
+    assert "auto, keras, openvino, onnxruntime" in caplog.text

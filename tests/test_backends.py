@@ -19,10 +19,7 @@ from tiledseg.io import read_image
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 WORKER = Path(__file__).resolve().parent / "tools" / "backend_worker.py"
-# effunet-isic2017 is left out: on JAX and PyTorch it differs from TensorFlow by up to 0.066 and
-# 0.054 in probability (found at the end of the 2026-12-01 session, cause not yet found; see the
-# issue 12 note). It must be added back once its backends agree.
-MODELS = ("unet-bloodcell", "unet-isic2017")
+MODELS = ("effunet-isic2017", "unet-bloodcell", "unet-isic2017")
 # float32 convolutions on different backends differ in summation order only.
 SAME_TO = 1e-4
 
@@ -61,12 +58,21 @@ def test_bundled_models_predict_the_same_on_every_backend(backend, slide_crop, t
     results = np.load(out)
     assert str(results["backend"]) == backend
     for model_id in MODELS:
-        reference = predict_tiled(image, load(model_id), tta="none", precision="float32")
+        zoo = load(model_id)
+        reference = predict_tiled(image, zoo, tta="none", precision="float32")
         other = results[f"{model_id}/float32"]
         assert other.shape == reference.shape == image.shape[:2]
         assert float(np.abs(other - reference).max()) < SAME_TO, model_id
-        # bfloat16 on that backend stays within issue 7's 1e-2 of TensorFlow's float32.
-        assert float(np.abs(results[f"{model_id}/bfloat16"] - reference).max()) < 1e-2, model_id
+        error = float(np.abs(results[f"{model_id}/bfloat16"] - reference).max())
+        if zoo.meta.precision is None:
+            # bfloat16 on that backend stays within issue 7's 1e-2 of TensorFlow's float32.
+            assert error < 1e-2, model_id
+        else:
+            # A model that bfloat16 moves further (its metadata pins float32, e.g. the
+            # EfficientNet UNet: 0.108 on TensorFlow) gets no more error on this backend than
+            # bfloat16 gives it on TensorFlow: the backends differ in rounding, not in graph.
+            own = predict_tiled(image, zoo, tta="none", precision="bfloat16")
+            assert error < 1.25 * float(np.abs(own - reference).max()), model_id
 
 
 def test_a_model_trained_on_jax_loads_under_tensorflow_with_the_same_output(

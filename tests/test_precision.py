@@ -93,3 +93,38 @@ def test_predict_whole_and_tiled_take_the_precision(tiny_unet):
     assert whole16.dtype == tiled16.dtype == np.float32
     assert 0 < float(np.abs(whole32 - whole16).max()) < 1e-2  # really ran in bfloat16
     assert float(np.abs(whole16 - tiled16).max()) < 1e-2
+
+
+def test_the_precision_in_a_models_metadata_is_the_default(tiny_unet, tmp_path):
+    """A model whose metrics hold in one precision says so in tiledseg.json; the engine follows
+    it unless asked otherwise, and a 1.0 file (no precision) keeps the engine's auto."""
+    from tiledseg.contract import ModelMeta
+    from tiledseg.loading import LoadedModel
+
+    image = np.random.default_rng(2).integers(0, 256, (96, 80, 3), dtype=np.uint8)
+    pinned = LoadedModel(tiny_unet, ModelMeta(tile=64, precision="bfloat16"), tmp_path)
+    explicit = predict_tiled(image, tiny_unet, tile=64, precision="bfloat16")
+    float32 = predict_tiled(image, tiny_unet, tile=64, precision="float32")
+    assert np.array_equal(predict_tiled(image, pinned), explicit)
+    assert np.array_equal(predict_tiled(image, pinned, precision="float32"), float32)
+    data = {**ModelMeta(tile=64).to_dict(), "format_version": "1.0"}
+    del data["precision"]
+    assert ModelMeta.from_dict(data).precision is None
+    with pytest.raises(ValueError, match=r"`precision` must be one of \['float32'"):
+        ModelMeta(precision="auto")
+
+
+def test_the_bundled_efficientnet_unet_pins_float32(shared_data):
+    """bfloat16 moves this model's probabilities by far more than 1e-2 (the UNets' bound), on
+    a real photo; its metadata pins float32, so the engine, the CLI and the app run float32."""
+    from app_support.runs import default_settings
+    from model_zoo import load
+
+    zoo = load("effunet-isic2017")
+    assert zoo.meta.precision == "float32"
+    assert default_settings(zoo.meta)["precision"] == "float32"
+    image = read_image(shared_data / "isic2017" / "valid" / "images" / "ISIC_0015124.jpg")
+    moved = predict_tiled(image, zoo, tta="none", precision="bfloat16")
+    default = predict_tiled(image, zoo, tta="none")
+    assert np.array_equal(default, predict_tiled(image, zoo, tta="none", precision="float32"))
+    assert float(np.abs(moved - default).max()) > 1e-2

@@ -235,6 +235,27 @@ def test_train_command_reports_config_errors(tmp_path, capsys):
         train.main([])
 
 
+def test_a_pinned_precision_travels_from_the_config_to_the_metadata(tiny_run, tmp_path):
+    """``inference.precision`` (not the engine's auto) lands in inference.json and tiledseg.json;
+    resuming a finished run only chooses the settings and evaluates again."""
+    staging = pytest.importorskip("model_zoo.staging")
+    run_dir = tmp_path / tiny_run.name
+    shutil.copytree(tiny_run, run_dir)
+    config = load_config(run_dir / "config.toml", overrides=['inference.precision="float32"'])
+    train.train(config, runs_dir=tmp_path, resume=run_dir)
+    assert len(_history(run_dir)) == EPOCHS  # no more training
+    assert json.loads((run_dir / "inference.json").read_text())["precision"] == "float32"
+    model = keras.saving.load_model(run_dir / "model.keras", safe_mode=True)
+    assert staging.meta_from_run(run_dir, model, name="tiny").precision == "float32"
+    assert "precision" not in json.loads((tiny_run / "inference.json").read_text())  # auto
+    with pytest.raises(ValueError, match=r"inference\.precision"):
+        train.train(
+            load_config(run_dir / "config.toml", overrides=['inference.precision="fp8"']),
+            runs_dir=tmp_path,
+            resume=run_dir,
+        )
+
+
 def test_the_model_zoo_accepts_the_run_directory(tiny_run):
     staging = pytest.importorskip("model_zoo.staging")
     model = keras.saving.load_model(tiny_run / "model.keras", safe_mode=True)

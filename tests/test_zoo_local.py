@@ -93,7 +93,7 @@ def test_publish_dry_run_stages_the_full_layout_and_leaves_the_run_untouched(
         assert (out / name).is_file(), name
     assert not (out / "previews").exists() and not (out / "model.keras").exists()
     meta = json.loads((out / "tiledseg.json").read_text())
-    assert meta["format_version"] == "1.0" and meta["name"] == "tiny"
+    assert meta["format_version"] == model_zoo.FORMAT_VERSION and meta["name"] == "tiny"
     assert meta["scale"] == {"mode": "short_side", "value": 256} and meta["downsampling"] == 4
     assert meta["metrics"][0]["split"] == "isic2017/fullres"
     assert meta["metrics"][0]["values"] == {"dice": 0.71, "jaccard": 0.58}

@@ -132,8 +132,8 @@ def _inference_flags(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--precision",
         choices=PRECISIONS,
-        help="network arithmetic (default auto: bfloat16 on a GPU and on a CPU that computes it "
-        "natively with OpenVINO, else float32)",
+        help="network arithmetic (default: the model's metadata, else auto: bfloat16 on a GPU "
+        "and on a CPU that computes it natively with OpenVINO, else float32)",
     )
     group.add_argument(
         "--runtime",

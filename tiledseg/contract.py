@@ -1,10 +1,10 @@
 """The inference contract: ``tiledseg.json``, the versioned metadata that travels with a model.
 
 The engine reads its inference settings (scale, tile, overlap, blend, threshold, tta,
-postprocess, downsampling, classes) from :class:`ModelMeta`; the zoo's card and ``list`` read
-the dataset and the metrics. ``format_version`` is ``MAJOR.MINOR``: a reader accepts any minor
-version of a major it supports (newer minors may add fields, which it ignores) and rejects
-other majors, naming the ones it supports.
+precision, postprocess, downsampling, classes) from :class:`ModelMeta`; the zoo's card and
+``list`` read the dataset and the metrics. ``format_version`` is ``MAJOR.MINOR``: a reader
+accepts any minor version of a major it supports (newer minors may add fields, which it
+ignores) and rejects other majors, naming the ones it supports.
 
 A model folder is Keras' own layout (:data:`CONFIG_FILE`, ``metadata.json``,
 ``model.weights.h5``) plus :data:`META_FILE`; an export keeps :data:`META_FILE` beside the
@@ -24,6 +24,7 @@ from typing import Any
 
 from tiledseg._validation import validate_choice, validate_range
 from tiledseg.errors import MetadataError, MetadataVersionError
+from tiledseg.precision import PRECISIONS
 from tiledseg.scale import PixelScale
 
 __all__ = [
@@ -50,7 +51,8 @@ CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.weights.h5"
 MAX_DOWNSAMPLING = 1024
 
-FORMAT_VERSION = "1.0"
+# 1.1 added `precision` (1.0 files read as precision None: the engine's auto).
+FORMAT_VERSION = "1.1"
 SUPPORTED_MAJOR_VERSIONS = (1,)
 BLEND_MODES = ("gaussian", "hann", "constant", "center")
 TTA_MODES = ("flips",)
@@ -74,6 +76,9 @@ class ModelMeta:
         blend: str, one of ``"gaussian"``, ``"hann"``, ``"constant"``, ``"center"``.
         threshold: float in [0, 1], probability cut-off for the mask. Default 0.5.
         tta: None or ``"flips"``, test-time augmentation.
+        precision: None (the engine's ``"auto"``: bfloat16 on a GPU) or one of
+            ``"float32"``, ``"bfloat16"``, ``"float16"``: the arithmetic the model's metrics hold
+            in, for a network that 16 bits move further than the usual 1e-2 in probability.
         postprocess: dict of keyword arguments for ``tiledseg.postprocess.postprocess``
             (keys among ``opening``, ``closing``, ``fill_holes``, ``min_size``, ``keep_largest``).
         downsampling: int, a power of two from 1 to 1024, the model's total downsampling factor.
@@ -103,6 +108,7 @@ class ModelMeta:
     blend: str = "gaussian"
     threshold: float = 0.5
     tta: str | None = None
+    precision: str | None = None
     postprocess: dict[str, Any] = field(default_factory=dict)
     downsampling: int = 1
     classes: list[dict[str, Any]] = field(default_factory=lambda: _default_classes())
@@ -127,6 +133,8 @@ class ModelMeta:
         validate_range(self.threshold, "threshold", low=0, high=1)
         if self.tta is not None:
             validate_choice(self.tta, TTA_MODES, "tta")
+        if self.precision is not None:
+            validate_choice(self.precision, PRECISIONS[1:], "precision")
         _check_postprocess(self.postprocess)
         _check_downsampling(self.downsampling)
         _check_classes(self.classes)

@@ -23,6 +23,7 @@ from typing import Any
 
 from tiledseg._validation import validate_choice, validate_range
 from tiledseg.postprocess import POSTPROCESS_KEYS
+from tiledseg.precision import PRECISIONS
 from tiledseg.tiling import BLEND_MODES
 from training.augment import AUGMENT_DEFAULTS
 from training.seed_config import read_seed_config
@@ -99,6 +100,8 @@ DEFAULTS: dict[str, Any] = {
         "overlap": [0.25],
         "blend": "gaussian",
         "tta": ["none"],
+        # "auto" (the engine's choice) or the precision the model must run in (its metadata)
+        "precision": "auto",
         "threshold": [0.5],
         "postprocess": [{}],
         "select_metric": "dice",
@@ -263,6 +266,7 @@ def check_inference_config(config: dict[str, Any]) -> None:
     validate_choice(inference["blend"], BLEND_MODES, "inference.blend")
     for tta in inference["tta"]:
         validate_choice(tta, ("none", "flips"), "inference.tta")
+    validate_choice(inference["precision"], PRECISIONS, "inference.precision")
     for tile in inference["tile"]:
         validate_range(tile, "inference.tile", low=1, integer=True)
     for overlap in inference["overlap"]:

@@ -296,8 +296,10 @@ def _finish(run_dir: Path, config: dict[str, Any], root: Path, valid_pairs) -> d
     normalization = model_cfg["architecture"]
     if normalization == "backbone_unet":
         normalization = model_cfg["encoder"]
+    precision = inference_cfg["precision"]  # travels to the metadata unless the engine's auto
     inference = {
         **settings,
+        **({} if precision == "auto" else {"precision": precision}),
         "downsampling": downsampling_factor(model),
         "input_channels": model_cfg["input_channels"],
         "normalization": _NORMALIZATION[normalization],
