@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 
 import numpy as np
@@ -10,6 +11,7 @@ import plotly.graph_objects as go
 
 __all__ = [
     "HEATMAP_MAX_SIDE",
+    "colorscale",
     "curves_figure",
     "difference_figure",
     "history_figure",
@@ -22,6 +24,20 @@ __all__ = [
 # The heatmap is sent to the browser as numbers (for hover values): keep it small.
 HEATMAP_MAX_SIDE = 480
 _LAYOUT = {"margin": {"l": 10, "r": 10, "t": 40, "b": 10}, "height": 420}
+# Streamlit's browser code swaps the colours #000001-#000040 in every Plotly figure for its
+# theme's (its placeholders, even with theme=None); Magma and Inferno start at #000004, which
+# then drew zero lavender. Such a colour becomes #000000, the same black to the eye.
+_STREAMLIT_PLACEHOLDER = re.compile(r"^#0000(0[1-9]|[1-3][0-9]|40)$", re.IGNORECASE)
+
+
+def colorscale(name: str) -> list[list]:
+    """Plotly's named colour scale as ``[[position, colour], ...]``, safe inside Streamlit."""
+    from plotly.colors import get_colorscale
+
+    return [
+        [position, "#000000" if _STREAMLIT_PLACEHOLDER.match(color) else color]
+        for position, color in get_colorscale(name)
+    ]
 
 
 def probability_figure(probabilities: np.ndarray, title: str = "Probability") -> go.Figure:
@@ -35,7 +51,7 @@ def probability_figure(probabilities: np.ndarray, title: str = "Probability") ->
             z=np.round(np.clip(small, 0, 1), 2),
             zmin=0,
             zmax=1,
-            colorscale="Viridis",
+            colorscale=colorscale("Viridis"),
             colorbar={"title": "p"},
             hovertemplate="x %{x}, y %{y}: p = %{z}<extra></extra>",
         )
@@ -46,9 +62,7 @@ def probability_figure(probabilities: np.ndarray, title: str = "Probability") ->
     return figure
 
 
-def _heatmap(
-    values: np.ndarray, title: str, *, zmax: float, colorscale: str, unit: str
-) -> go.Figure:
+def _heatmap(values: np.ndarray, title: str, *, zmax: float, scale: str, unit: str) -> go.Figure:
     from tiledseg.viz import preview
 
     small = preview(np.asarray(values, np.float32), HEATMAP_MAX_SIDE)
@@ -57,7 +71,7 @@ def _heatmap(
             z=np.round(np.clip(small, 0, zmax), 3),
             zmin=0,
             zmax=zmax,
-            colorscale=colorscale,
+            colorscale=colorscale(scale),
             colorbar={"title": unit},
             hovertemplate=f"x %{{x}}, y %{{y}}: {unit} = %{{z}}<extra></extra>",
         )
@@ -76,7 +90,7 @@ def uncertainty_figure(probabilities: np.ndarray, title: str = "Uncertainty") ->
         binary_entropy(np.clip(probabilities, 0, 1)),
         f"{title} (entropy, bits)",
         zmax=1.0,
-        colorscale="Inferno",
+        scale="Inferno",
         unit="bits",
     )
 
@@ -84,7 +98,7 @@ def uncertainty_figure(probabilities: np.ndarray, title: str = "Uncertainty") ->
 def difference_figure(difference: np.ndarray, title: str, zmax: float) -> go.Figure:
     """An absolute probability difference on a colour scale from 0 to ``zmax`` (shared by the
     maps shown together, so their colours compare), with the scale shown beside it."""
-    return _heatmap(difference, title, zmax=zmax, colorscale="Magma", unit="|Δp|")
+    return _heatmap(difference, title, zmax=zmax, scale="Magma", unit="|Δp|")
 
 
 def short_name(name: str, limit: int = 22) -> str:

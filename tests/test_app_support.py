@@ -161,3 +161,31 @@ def test_bundle_loads_through_the_zoo_and_segments_a_real_lesion(tmp_path, share
     truth = read_mask(folder / "masks" / "ISIC_0015124.png")
     score = dice(predict_tiled(image, zoo) > 0.5, truth)
     assert 0.85 < score <= 1.0, score
+
+
+@pytest.mark.parametrize("name", ["Magma", "Inferno", "Viridis"])
+def test_heatmap_colour_scales_avoid_the_colours_streamlit_replaces(name):
+    """Streamlit's browser code swaps its placeholder colours (#000001...) in every Plotly
+    figure for theme colours; Magma and Inferno start at one of them (#000004)."""
+    from plotly.colors import get_colorscale
+    from streamlit.elements.lib import streamlit_plotly_theme as theme
+
+    from app_support import charts
+
+    placeholders = {
+        value.lower()
+        for key, value in vars(theme).items()
+        if key.isupper() and isinstance(value, str) and value.startswith("#0000")
+    }
+    assert "#000004" in placeholders  # what this guards against is still Streamlit's
+    scale = charts.colorscale(name)
+    assert not {color.lower() for _, color in scale} & placeholders
+    assert [position for position, _ in scale] == [p for p, _ in get_colorscale(name)]
+    figures = [
+        charts.difference_figure(np.zeros((8, 8)), "d", 0.5),
+        charts.uncertainty_figure(np.full((8, 8), 0.5)),
+        charts.probability_figure(np.zeros((8, 8))),
+    ]
+    for figure in figures:
+        colors = {color.lower() for _, color in figure.data[0].colorscale}
+        assert not colors & placeholders

@@ -755,6 +755,15 @@ def test_downloads_help_uncertainty_and_layout_on_predict(page, app_url, shared_
     assert titles[:2] == ["Probability map", "Uncertainty (entropy, bits)"]
     boxes = [c.bounding_box() for c in charts.all()[:2]]
     assert abs(boxes[0]["y"] - boxes[1]["y"]) < 2 and boxes[0]["x"] < boxes[1]["x"]  # beside
+    # Most of a slide is certain (entropy 0), which Inferno draws black: the map's commonest
+    # colour is black as drawn in the browser (Streamlit had swapped #000004 for lavender).
+    import cv2
+
+    shot = cv2.imdecode(np.frombuffer(charts.nth(1).screenshot(), np.uint8), cv2.IMREAD_COLOR)
+    pixels = shot.reshape(-1, 3)
+    coloured = pixels[pixels.max(axis=1).astype(int) - pixels.min(axis=1) > 40]
+    dark = pixels[pixels.max(axis=1) < 40]
+    assert len(dark) > 3 * len(coloured), (len(dark), len(coloured))
 
     archive = _download(page, "All 2 (ZIP)", tmp_path)
     with zipfile.ZipFile(archive) as bundle:
