@@ -109,6 +109,15 @@ def _wait_healthy(url: str, server: subprocess.Popen, timeout: float = 120) -> N
     raise TimeoutError(f"the app did not answer {url}/_stcore/health within {timeout} s")
 
 
+def _stop(server: subprocess.Popen) -> None:
+    server.terminate()
+    try:
+        server.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        server.kill()
+        server.wait()
+
+
 @pytest.fixture(scope="module")
 def app_url(zoo_root, tmp_path_factory):
     port = _free_port()
@@ -131,12 +140,7 @@ def app_url(zoo_root, tmp_path_factory):
         _wait_healthy(url, server)
         yield url
     finally:
-        server.terminate()
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
+        _stop(server)
         log.close()
 
 
@@ -457,12 +461,7 @@ def _serve_a_photo_and_a_slide(browser, shared_data, command, cwd, env, port, tm
     finally:
         context.close()
         peak = memory.stop()
-        server.terminate()
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
+        _stop(server)
         log.close()
     print(f"app peak RSS {peak / 1e9:.2f} GB (Community Cloud: {COMMUNITY_CLOUD_BYTES / 1e9} GB)")
     return peak

@@ -114,11 +114,14 @@ def seed_ini(tmp_path):
     return path
 
 
-@pytest.mark.parametrize("name", ["isic2017.toml", "bloodcell.toml"])
-def test_shipped_configs_load_and_their_augmentation_is_valid(name):
-    config = load_config(CONFIGS / name)
-    assert config["name"].startswith("unet-")
+@pytest.mark.parametrize("path", sorted(CONFIGS.glob("*.toml")), ids=lambda path: path.name)
+def test_shipped_configs_load_and_their_augmentation_is_valid(path):
+    config = load_config(path)
+    assert config["name"] == {"isic2017": "unet-isic2017", "bloodcell": "unet-bloodcell"}.get(
+        path.stem, path.stem
+    )
     assert config["eval"]["split"] and config["dataset"]["licence"]
+    check_inference_config(config)
     Augmenter(config["augment"])
     assert tomllib.loads(to_toml(config)) == config
 
