@@ -23,6 +23,7 @@ from training.models.efficientnet_unet import (
     build_efficientnet_lite_classifier,
     build_efficientnet_unet,
     encoder_layers,
+    set_encoder_trainable,
 )
 from training.pretrained import (
     WeightsFileError,
@@ -251,3 +252,22 @@ def test_phases_freeze_the_encoder_first_and_survive_resume():
     unet = load_config(overrides=["train.freeze_encoder_epochs=2"])
     with pytest.raises(ValueError, match="efficientnet_unet"):
         train._phases(unet, 0)
+
+
+def test_a_resume_that_unfreezes_builds_a_new_schedule_and_says_no_otherwise():
+    """The "schedule kept on resume" note is for a run whose optimizer is kept: a resume still
+    in the frozen phase (or one that freezes) will build a new one."""
+    config = load_config(
+        overrides=[
+            'model.architecture="efficientnet_unet"',
+            "model.decoder_filters=[32, 16, 16, 8, 8]",
+            "train.epochs=6",
+            "train.freeze_encoder_epochs=2",
+        ]
+    )
+    model = build_efficientnet_unet(weights=None, decoder_filters=(32, 16, 16, 8, 8))
+    set_encoder_trainable(model, False)
+    assert train._recompiles(model, config, train._phases(config, 1))  # unfreezes at epoch 3
+    set_encoder_trainable(model, True)
+    assert not train._recompiles(model, config, train._phases(config, 3))
+    assert train._recompiles(model, config, train._phases(config, 0))  # freezes first

@@ -250,6 +250,19 @@ def _phases(config: dict[str, Any], initial_epoch: int) -> list[tuple[int, int, 
     return phases
 
 
+def _recompiles(model, config, phases: list[tuple[int, int, bool]]) -> bool:
+    """Whether a phase will freeze or unfreeze the encoder, and so build a new optimizer (whose
+    schedule then spans ``train.epochs``, unlike the checkpoint's)."""
+    if config["model"]["architecture"] != "efficientnet_unet":
+        return False
+    from training.models.efficientnet_unet import encoder_layers
+
+    layers = encoder_layers(model)
+    return any(
+        not all(layer.trainable == trainable for layer in layers) for *_, trainable in phases
+    )
+
+
 def _set_encoder_trainable(model, config, steps: int, epoch: int, trainable: bool) -> None:
     """Freeze or unfreeze the encoder and recompile if that changes anything.
 
@@ -393,7 +406,8 @@ def train(
                 import training.losses  # noqa: F401  registers the loss and metrics
 
                 model = keras.saving.load_model(run_dir / RESUME_MODEL_FILE, safe_mode=True)
-                _note_fixed_schedule(model, train_cfg["epochs"], steps)
+                if not _recompiles(model, config, _phases(config, initial_epoch)):
+                    _note_fixed_schedule(model, train_cfg["epochs"], steps)
             else:
                 model = _model_from_config(config["model"])
                 _compile(model, config, steps)
