@@ -144,6 +144,35 @@ def test_training_dataset_batches_are_shaped_and_repeatable(shared_data):
         SegmentationDataset(pairs[:1], **{**options, "batch_size": 8})
 
 
+def test_epochs_of_a_set_length_cut_one_stream_of_passes(shared_data):
+    """batches_per_epoch=2 over 3-batch passes: every epoch has 2 full batches, and they are
+    the passes' batches in order (epoch 1 = pass 0's last, then pass 1's first)."""
+    pairs = load_pairs(shared_data / "isic2017" / "valid")[:6]
+    options = dict(
+        scale={"mode": "short_side", "value": 64},
+        crop_size=32,
+        batch_size=4,
+        training=True,
+        crops_per_image=2,
+        seed=3,
+    )
+    passes = SegmentationDataset(pairs, **options)
+    stream = []
+    for _ in range(2):
+        stream += [passes[index][0] for index in range(len(passes))]
+        passes.on_epoch_end()
+    epochs = SegmentationDataset(pairs, **options, batches_per_epoch=2)
+    cut = []
+    for _ in range(3):
+        assert len(epochs) == 2
+        cut += [epochs[index][0] for index in range(len(epochs))]
+        epochs.on_epoch_end()
+    for mine, theirs in zip(cut, stream, strict=True):
+        np.testing.assert_array_equal(mine, theirs)
+    with pytest.raises(ValueError, match="batches_per_epoch"):
+        SegmentationDataset(pairs, **options, batches_per_epoch=0)
+
+
 def test_validation_dataset_covers_every_image_with_a_fixed_grid(shared_data):
     pairs = load_pairs(shared_data / "isic2017" / "valid")[:3]
     data = SegmentationDataset(

@@ -235,6 +235,30 @@ def test_train_command_reports_config_errors(tmp_path, capsys):
         train.main([])
 
 
+def test_steps_per_epoch_shorter_than_a_pass_trains_every_step_of_every_epoch(
+    shared_data, tmp_path
+):
+    """4 batches a pass, 3 steps an epoch: each epoch trains 3 steps (Keras' own
+    steps_per_epoch over the finite dataset ran epoch 2 with the 1 batch left), also after a
+    resume."""
+    config = load_config(
+        overrides=[
+            *tiny_overrides(shared_data, tmp_path),
+            "train.epochs=2",
+            "train.steps_per_epoch=3",
+            "preview.count=0",
+            'eval.split=""',
+        ]
+    )
+    run_dir = train.train(copy.deepcopy(config), runs_dir=tmp_path)
+    last = keras.saving.load_model(run_dir / "resume" / "last.keras", safe_mode=True)
+    assert int(last.optimizer.iterations.numpy()) == 2 * 3
+    resumed = load_config(run_dir / "config.toml", overrides=["train.epochs=3"])
+    train.train(resumed, runs_dir=tmp_path, resume=run_dir)
+    last = keras.saving.load_model(run_dir / "resume" / "last.keras", safe_mode=True)
+    assert int(last.optimizer.iterations.numpy()) == 3 * 3
+
+
 def test_a_pinned_precision_travels_from_the_config_to_the_metadata(tiny_run, tmp_path):
     """``inference.precision`` (not the engine's auto) lands in inference.json and tiledseg.json;
     resuming a finished run only chooses the settings and evaluates again."""

@@ -209,7 +209,12 @@ class SegmentationDataset(keras.utils.PyDataset):
         batch_size: int >= 1.
         training: bool, default False. Random crops and augmentation versus a fixed grid.
         augmenter: Augmenter or None. Applied in training only.
-        crops_per_image: int >= 1, default 1. Crops per pair per epoch (training).
+        crops_per_image: int >= 1, default 1. Crops per pair per pass (training).
+        batches_per_epoch: int >= 1 or None (default): training batches per Keras epoch. None
+            is one pass over the pairs; a number cuts an endless stream of shuffled passes into
+            epochs of that many batches, so each epoch has them all and the next goes on where
+            it stopped (Keras' ``steps_per_epoch`` over a finite dataset instead ran an epoch
+            short every time a pass ran out).
         seed: int, default 0.
         cache: bool, default True. Keep decoded, scaled pairs in memory after the first read.
         workers: int >= 1, default 1. Worker threads (``keras.utils.PyDataset``).
@@ -234,6 +239,7 @@ class SegmentationDataset(keras.utils.PyDataset):
         training: bool = False,
         augmenter: Augmenter | None = None,
         crops_per_image: int = 1,
+        batches_per_epoch: int | None = None,
         seed: int = 0,
         cache: bool = True,
         workers: int = 1,
@@ -243,6 +249,8 @@ class SegmentationDataset(keras.utils.PyDataset):
         validate_range(batch_size, "batch_size", low=1, integer=True)
         validate_range(crops_per_image, "crops_per_image", low=1, integer=True)
         validate_range(workers, "workers", low=1, integer=True)
+        if batches_per_epoch is not None:
+            validate_range(batches_per_epoch, "batches_per_epoch", low=1, integer=True)
         if not pairs:
             raise ValueError("`pairs` is empty: there is nothing to train or validate on.")
         super().__init__(workers=workers, use_multiprocessing=False, max_queue_size=max_queue_size)
@@ -253,6 +261,7 @@ class SegmentationDataset(keras.utils.PyDataset):
         self.training = training
         self.augmenter = augmenter
         self.crops_per_image = crops_per_image
+        self.batches_per_epoch = batches_per_epoch if training else None
         self.seed = int(seed)
         self.epoch = 0
         self._cache: dict[int, tuple[np.ndarray, np.ndarray]] | None = {} if cache else None
@@ -292,14 +301,17 @@ class SegmentationDataset(keras.utils.PyDataset):
 
     def __len__(self) -> int:
         if self.training:
-            return len(self.pairs) * self.crops_per_image // self.batch_size
+            return self.batches_per_epoch or self._batches_per_pass()
         return math.ceil(len(self._windows) / self.batch_size)
+
+    def _batches_per_pass(self) -> int:
+        return len(self.pairs) * self.crops_per_image // self.batch_size
 
     def on_epoch_end(self) -> None:
         self.epoch += 1
 
-    def _training_sample(self, position: int, order: np.ndarray):
-        rng = np.random.default_rng([self.seed, self.epoch, position])
+    def _training_sample(self, position: int, order: np.ndarray, pass_index: int):
+        rng = np.random.default_rng([self.seed, pass_index, position])
         image, mask = self._pair(int(order[position]) % len(self.pairs))
         image, mask = random_crop(image, mask, self.crop_size, rng)
         if self.augmenter is not None:
@@ -319,11 +331,17 @@ class SegmentationDataset(keras.utils.PyDataset):
             raise IndexError(f"Batch {batch_index} out of range [0, {len(self)}).")
         first = batch_index * self.batch_size
         if self.training:
-            order = np.random.default_rng([self.seed, self.epoch]).permutation(
+            # The batch's place in the stream of passes (one pass an epoch by default).
+            pass_index, in_pass = divmod(
+                self.epoch * len(self) + batch_index, self._batches_per_pass()
+            )
+            order = np.random.default_rng([self.seed, pass_index]).permutation(
                 len(self.pairs) * self.crops_per_image
             )
+            first = in_pass * self.batch_size
             samples = [
-                self._training_sample(p, order) for p in range(first, first + self.batch_size)
+                self._training_sample(p, order, pass_index)
+                for p in range(first, first + self.batch_size)
             ]
         else:
             last = min(first + self.batch_size, len(self._windows))

@@ -173,6 +173,7 @@ def _datasets(config: dict[str, Any], root: Path):
         training=True,
         augmenter=augmenter,
         crops_per_image=data["crops_per_image"],
+        batches_per_epoch=config["train"]["steps_per_epoch"] or None,
         **common,
     )
     valid_data = SegmentationDataset(valid_pairs, training=False, **common)
@@ -383,6 +384,7 @@ def train(
     if resume:
         state = read_json(run_dir / RESUME_STATE_FILE)
         initial_epoch, best_value = int(state["epoch"]), float(state["best"])
+    train_data.epoch = initial_epoch  # the crop stream goes on where the run stopped
     write_config(config, run_dir / CONFIG_FILE)
     dataset_info = {
         **config["dataset"],
@@ -431,7 +433,6 @@ def train(
                 validation_data=valid_data,
                 epochs=phase_end,
                 initial_epoch=phase_start,
-                steps_per_epoch=train_cfg["steps_per_epoch"] or None,
                 callbacks=callback_list,
                 verbose=train_cfg["verbose"],
             )
