@@ -241,9 +241,7 @@ elif seeds_allowed:
         )
     if not outcome.failed:
         seams = {
-            "Pasted (the seeds' way, at the model's scale)": np.abs(
-                pasted.probabilities - whole.probabilities
-            ),
+            "Pasted (the seeds' way)": np.abs(pasted.probabilities - whole.probabilities),
             f"Blended ({lab['blend']})": np.abs(
                 methods[engine].probabilities - whole.probabilities
             ),

@@ -177,8 +177,10 @@ def user_errors(context: str = "", *, collect: list[str] | None = None) -> Itera
             show_error(error, context)
         else:
             advice = _advice(error)
-            message = f"**{context}**: {redact(web_message(error))}"
-            collect.append(message + (f" {advice}" if advice else ""))
+            text = redact(web_message(error)).rstrip()
+            if advice and not text.endswith((".", "!", "?")):
+                text += "."  # the advice is a sentence of its own
+            collect.append(f"**{context}**: {text}" + (f" {advice}" if advice else ""))
 
 
 def show_problems(problems: list[str], title: str) -> None:

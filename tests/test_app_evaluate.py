@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 import zipfile
 from pathlib import Path
 
@@ -130,3 +131,5 @@ def test_corrupt_mask_is_an_error(zoo_root, pairs):
     at.run()
     assert not at.exception
     assert f"Cannot read {STEMS[0]}.png" in at.error[0].value
+    # the reason ends its sentence before the advice starts another
+    assert re.search(r"\)\. Save the file again as PNG or JPEG", at.error[0].value)

@@ -166,6 +166,24 @@ def _open(page, title: str) -> None:
     _idle(page)
 
 
+def _choose(page, label: str, option: str) -> None:
+    """Pick ``option`` in the select box ``label``. A click that lands while the page is still
+    being drawn (an expander opening, a rerun) opens no list, or the list is redrawn under the
+    pointer: then close it and open it again."""
+    box = page.get_by_label(label, exact=True)
+    choice = page.get_by_role("option", name=option, exact=True)
+    for _ in range(9):
+        try:
+            box.click(timeout=10_000)
+            choice.click(timeout=5_000)
+            return
+        except Exception:  # Playwright's TimeoutError: no list, or it was redrawn
+            page.keyboard.press("Escape")
+            _idle(page)
+    box.click()
+    choice.click()
+
+
 def _metric(page, label: str) -> str:
     metric = page.locator('[data-testid="stMetric"]').filter(
         has=page.locator('[data-testid="stMetricLabel"]', has_text=re.compile(f"^{label}$"))
@@ -670,9 +688,7 @@ def test_scale_far_from_the_model_is_flagged(page, app_url, shared_data):
     _idle(page)
     assert page.get_by_text("the size the model was trained at").count() == 0
     page.get_by_text("Inference settings").click()
-    scale = page.get_by_label("Scale", exact=True)
-    scale.click()
-    page.get_by_role("option", name="resize factor").click()
+    _choose(page, "Scale", "resize factor")
     value = page.get_by_role("spinbutton", name="Scale value")
     value.fill("1")
     page.get_by_role("button", name="Apply settings").click()
@@ -815,8 +831,7 @@ def test_model_zoo_compare_scores_an_uploaded_ground_truth(page, app_url, shared
     page.get_by_role("heading", name="Compare two models on one image").wait_for()
     _idle(page)
     # The second model is chosen, not left to the list's order (which follows the zoo).
-    page.get_by_label("Second model", exact=True).click()
-    page.get_by_role("option", name=BLOOD, exact=True).click()
+    _choose(page, "Second model", BLOOD)
     _idle(page)
     folder = shared_data / "isic2017" / "valid"
     _upload(page, folder / "images" / f"{STEM}.jpg", 0)
