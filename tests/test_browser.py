@@ -555,8 +555,14 @@ def test_overlay_colour_stands_out_from_blood_cells_and_can_be_changed(
 
     page.get_by_text("Model colour", exact=True).click()
     _idle(page)
-    overlay = read_image(_download(page, "Overlay PNG", tmp_path))
     expected = viz.overlay(image, mask, color=model_color, alpha=0.4, contour_thickness=thickness)
+    # On a busy machine the rerun may start after _idle looked: download until it has run.
+    for _ in range(20):
+        overlay = read_image(_download(page, "Overlay PNG", tmp_path))
+        if np.array_equal(overlay, expected):
+            break
+        page.wait_for_timeout(1000)
+        _idle(page)
     assert np.array_equal(overlay, expected)
     page.get_by_text("Custom", exact=True).click()
     page.locator('[data-testid="stColorPicker"]').nth(1).wait_for()  # fill and outline
