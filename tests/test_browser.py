@@ -499,8 +499,20 @@ def _upload(page, files, index: int = 0) -> None:
 
 
 def _download(page, name: str, tmp_path: Path) -> Path:
-    with page.expect_download() as info:
-        page.get_by_role("button", name=name).click()
+    """Click the download button ``name`` and save the file. A click on a button that a rerun
+    is replacing starts no download: wait for the page and click again."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    for _ in range(8):
+        try:
+            with page.expect_download(timeout=20_000) as info:
+                page.get_by_role("button", name=name).click()
+            break
+        except PlaywrightTimeout:
+            _idle(page)
+    else:
+        with page.expect_download() as info:
+            page.get_by_role("button", name=name).click()
     path = tmp_path / info.value.suggested_filename
     info.value.save_as(path)
     return path
@@ -553,16 +565,18 @@ def test_overlay_colour_stands_out_from_blood_cells_and_can_be_changed(
     expected = viz.overlay(image, mask, color=chosen, alpha=0.4, contour_thickness=thickness)
     assert np.array_equal(overlay, expected)
 
+    before = shown.locator("img").get_attribute("src")
     page.get_by_text("Model colour", exact=True).click()
+    # Wait for the rerun to draw the new overlay (its media URL changes with its content): a
+    # download clicked before that hits a button the rerun replaces, or the old overlay.
+    page.wait_for_function(
+        "([selector, old]) => { const img = document.querySelector(selector);"
+        " return img !== null && img.getAttribute('src') !== old; }",
+        arg=['[data-testid="stImage"] img', before],
+    )
     _idle(page)
+    overlay = read_image(_download(page, "Overlay PNG", tmp_path))
     expected = viz.overlay(image, mask, color=model_color, alpha=0.4, contour_thickness=thickness)
-    # On a busy machine the rerun may start after _idle looked: download until it has run.
-    for _ in range(20):
-        overlay = read_image(_download(page, "Overlay PNG", tmp_path))
-        if np.array_equal(overlay, expected):
-            break
-        page.wait_for_timeout(1000)
-        _idle(page)
     assert np.array_equal(overlay, expected)
     page.get_by_text("Custom", exact=True).click()
     page.locator('[data-testid="stColorPicker"]').nth(1).wait_for()  # fill and outline
