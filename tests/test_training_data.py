@@ -116,17 +116,20 @@ def test_crops_pad_small_images_and_cover_large_ones():
     assert crop_starts(1600, 512) == [0, 363, 725, 1088]
 
 
+# Six real pairs at 64 px, 2 crops each, batches of 4: 3 training batches a pass.
+SMALL_TRAINING = dict(
+    scale={"mode": "short_side", "value": 64},
+    crop_size=32,
+    batch_size=4,
+    training=True,
+    crops_per_image=2,
+    seed=3,
+)
+
+
 def test_training_dataset_batches_are_shaped_and_repeatable(shared_data):
     pairs = load_pairs(shared_data / "isic2017" / "valid")[:6]
-    options = dict(
-        scale={"mode": "short_side", "value": 64},
-        crop_size=32,
-        batch_size=4,
-        training=True,
-        augmenter=Augmenter(GEOMETRY),
-        crops_per_image=2,
-        seed=3,
-    )
+    options = dict(SMALL_TRAINING, augmenter=Augmenter(GEOMETRY))
     data = SegmentationDataset(pairs, **options)
     assert len(data) == 3  # 12 crops, full batches only
     images, masks = data[0]
@@ -148,14 +151,7 @@ def test_epochs_of_a_set_length_cut_one_stream_of_passes(shared_data):
     """batches_per_epoch=2 over 3-batch passes: every epoch has 2 full batches, and they are
     the passes' batches in order (epoch 1 = pass 0's last, then pass 1's first)."""
     pairs = load_pairs(shared_data / "isic2017" / "valid")[:6]
-    options = dict(
-        scale={"mode": "short_side", "value": 64},
-        crop_size=32,
-        batch_size=4,
-        training=True,
-        crops_per_image=2,
-        seed=3,
-    )
+    options = SMALL_TRAINING
     passes = SegmentationDataset(pairs, **options)
     stream = []
     for _ in range(2):
