@@ -329,7 +329,6 @@ class SegmentationDataset(keras.utils.PyDataset):
     def __getitem__(self, batch_index: int) -> tuple[np.ndarray, np.ndarray]:
         if not 0 <= batch_index < len(self):
             raise IndexError(f"Batch {batch_index} out of range [0, {len(self)}).")
-        first = batch_index * self.batch_size
         if self.training:
             # The batch's place in the stream of passes (one pass an epoch by default).
             pass_index, in_pass = divmod(
@@ -344,6 +343,7 @@ class SegmentationDataset(keras.utils.PyDataset):
                 for p in range(first, first + self.batch_size)
             ]
         else:
+            first = batch_index * self.batch_size
             last = min(first + self.batch_size, len(self._windows))
             samples = [self._window_sample(p) for p in range(first, last)]
         images = np.stack([image for image, _ in samples]).astype(np.float32)

@@ -259,9 +259,11 @@ def _recompiles(model, config, phases: list[tuple[int, int, bool]]) -> bool:
     from training.models.efficientnet_unet import encoder_layers
 
     layers = encoder_layers(model)
-    return any(
-        not all(layer.trainable == trainable for layer in layers) for *_, trainable in phases
-    )
+    return any(not _encoder_is(layers, trainable) for *_, trainable in phases)
+
+
+def _encoder_is(layers, trainable: bool) -> bool:
+    return all(layer.trainable == trainable for layer in layers)
 
 
 def _set_encoder_trainable(model, config, steps: int, epoch: int, trainable: bool) -> None:
@@ -275,7 +277,7 @@ def _set_encoder_trainable(model, config, steps: int, epoch: int, trainable: boo
         return
     from training.models.efficientnet_unet import encoder_layers, set_encoder_trainable
 
-    if all(layer.trainable == trainable for layer in encoder_layers(model)):
+    if _encoder_is(encoder_layers(model), trainable):
         return
     set_encoder_trainable(model, trainable)
     _compile(model, config, steps)
