@@ -310,26 +310,40 @@ def test_bad_image_and_model_types():
 
 @pytest.mark.slow
 def test_a_7k_image_runs_in_bounded_memory(tmp_path):
-    # Run in a fresh process so the peak RSS is this image's alone.
+    # A fresh process, so the numbers are this image's alone. TensorFlow's own footprint (its
+    # thread pools and kernels, which grow with the core count: 1.1 GB on 2 cores, 3 GB on CI's
+    # machine) is paid by a small warm-up prediction first and not counted: the bound is on
+    # what the engine adds for a 7k image. tracemalloc sees NumPy's buffers exactly (the padded
+    # copy, the float32 accumulator), whatever the machine; the RSS growth covers the rest.
     script = f"""
-import os, resource, sys, json
+import os, resource, sys, json, tracemalloc
 os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
 sys.path.insert(0, {str(REPO_ROOT / "tests")!r})
 import numpy as np
 from conftest import build_tiny_unet
 from tiledseg import predict_tiled
+def max_rss_gb():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
+network = build_tiny_unet()
+predict_tiled(np.zeros((600, 900, 3), np.uint8), network, tile=512, overlap=0.25)
 image = np.random.default_rng(0).integers(0, 256, (4608, 7168, 3), dtype=np.uint8)
-before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-out = predict_tiled(image, build_tiny_unet(), tile=512, overlap=0.25)
-peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
-print(json.dumps({{"shape": out.shape, "peak_gb": peak_gb}}))
+before = max_rss_gb()
+tracemalloc.start()
+out = predict_tiled(image, network, tile=512, overlap=0.25)
+numpy_peak = tracemalloc.get_traced_memory()[1]
+print(json.dumps({{"shape": out.shape, "image_gb": image.nbytes / 1e9, "rss_before_gb": before,
+    "rss_growth_gb": max_rss_gb() - before, "numpy_peak_gb": numpy_peak / 1e9}}))
 """
     result = subprocess.run(
         [sys.executable, "-c", script], capture_output=True, text=True, timeout=600, check=True
     )
     report = json.loads(result.stdout.strip().splitlines()[-1])
+    print(report)
     assert report["shape"] == [4608, 7168]
-    assert report["peak_gb"] < 3.0, report
+    # Measured on 2 cores: NumPy peak 0.20 GB (2x the 0.10 GB image), RSS growth 0.31 GB. A
+    # float32 copy of the whole image alone would be 4x the image.
+    assert report["numpy_peak_gb"] < 3 * report["image_gb"], report
+    assert report["rss_growth_gb"] < 1.0, report
 
 
 def test_auto_tile_feeds_the_network_fewer_pixels_than_512_px_tiles(tiny_unet):
