@@ -19,7 +19,7 @@ from tiledseg.io import read_image
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 WORKER = Path(__file__).resolve().parent / "tools" / "backend_worker.py"
-MODELS = ("effunet-isic2017", "unet-bloodcell", "unet-isic2017")
+MODELS = ("effunet-bloodcell", "effunet-isic2017", "unet-bloodcell", "unet-isic2017")
 # float32 convolutions on different backends differ in summation order only.
 SAME_TO = 1e-4
 
