@@ -68,12 +68,17 @@ def parse_args(argv=None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+DEFAULT = "default"
+
+
 def rows_for(native_bf16: bool, runtimes: list[str], auto: bool = True) -> list[tuple[str, str]]:
     rows = [(runtime, "float32") for runtime in runtimes]
     if "openvino" in runtimes and native_bf16:
         rows.append(("openvino", "bfloat16"))
     if auto:
-        rows.append(("auto", "auto"))
+        # The defaults a user gets: runtime auto, precision from the model's metadata (a model
+        # pinned to float32 stays float32), else auto. Not precision="auto", which overrides a pin.
+        rows.append(("auto", DEFAULT))
     return rows
 
 
@@ -160,7 +165,9 @@ def run_case(name: str, args, native_bf16: bool) -> dict[str, Any]:
     runtimes = args.large_runtimes if large else args.runtimes
     auto = not (large and args.large_no_auto)
     for runtime, precision in rows_for(native_bf16, runtimes, auto):
-        predictor = TiledPredictor(zoo, runtime=runtime, precision=precision, **settings)
+        predictor = TiledPredictor(
+            zoo, runtime=runtime, precision=None if precision == DEFAULT else precision, **settings
+        )
         resolved = predictor.resolved_settings()
         grid = predictor.grid(image.shape)
         start = time.perf_counter()
