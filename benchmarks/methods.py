@@ -60,12 +60,14 @@ def make_method(
             tta="none",
             scale=1.0,
             precision=precision,
+            runtime="keras",  # the engine against Keras model-only and MONAI on the same network
         )
         return (lambda: predictor(image)), {}
     if method == "tiledseg-auto":
         predictor = TiledPredictor(network, tile="auto", overlap=overlap, tta="none", scale=1.0)
         auto_grid = predictor.grid(image.shape)
         facts = {
+            "runtime": predictor.resolved_settings()["runtime"],
             "precision": predictor.resolved_settings()["precision"],
             "tile": list(auto_grid.tile_shape),
             "tiles": auto_grid.count,

@@ -12,6 +12,9 @@ import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+# For tests of the engine's arithmetic against Keras itself: `auto` on a CPU with AMX or
+# AVX512-BF16 is OpenVINO in bfloat16, which moves probabilities by up to ~0.05.
+KERAS_F32 = {"runtime": "keras", "precision": "float32"}
 
 
 @pytest.fixture(scope="session")

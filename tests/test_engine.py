@@ -10,7 +10,7 @@ from types import SimpleNamespace
 import keras
 import numpy as np
 import pytest
-from conftest import REPO_ROOT, build_tiny_unet
+from conftest import KERAS_F32, REPO_ROOT, build_tiny_unet
 
 from tiledseg import PixelScale, TiledPredictor, predict_tiled, predict_whole
 
@@ -74,7 +74,7 @@ def test_center_blend_equals_whole_image_inference(shape, tiny_unet):
     # The tiny UNet's receptive-field radius (< 20 px) fits in half the overlap (32 px).
     image = _image(shape, seed=1)
     whole = predict_whole(image, tiny_unet)
-    tiled = predict_tiled(image, tiny_unet, tile=128, overlap=0.5, blend="center")
+    tiled = predict_tiled(image, tiny_unet, tile=128, overlap=0.5, blend="center", **KERAS_F32)
     assert tiled.shape == shape
     np.testing.assert_allclose(tiled, whole, rtol=0, atol=1e-5)
 
@@ -129,7 +129,7 @@ def test_flip_tta_averages_the_four_flips(tiny_unet):
         predict_whole(image[::-1], tiny_unet)[::-1],
         predict_whole(image[::-1, ::-1], tiny_unet)[::-1, ::-1],
     ]
-    tta = predict_tiled(image, tiny_unet, tile=128, tta="flips")
+    tta = predict_tiled(image, tiny_unet, tile=128, tta="flips", **KERAS_F32)
     np.testing.assert_allclose(tta, np.mean(views, axis=0), atol=1e-5)
 
 
@@ -251,13 +251,15 @@ def test_evened_batches_give_the_one_row_result(tiny_unet, batch):
 
 def test_several_rows_per_band_keep_center_blend_exact(tiny_unet):
     image = _image((1001, 777), seed=1)
-    tiled = predict_tiled(image, tiny_unet, tile=128, overlap=0.5, blend="center", batch_size=40)
+    tiled = predict_tiled(
+        image, tiny_unet, tile=128, overlap=0.5, blend="center", batch_size=40, **KERAS_F32
+    )
     np.testing.assert_allclose(tiled, predict_whole(image, tiny_unet), rtol=0, atol=1e-5)
 
 
 def test_auto_tile_uses_one_tile_when_the_image_fits(tiny_unet):
     image = _image((300, 500), seed=6)
-    predictor = TiledPredictor(tiny_unet, tile="auto")
+    predictor = TiledPredictor(tiny_unet, tile="auto", **KERAS_F32)
     assert predictor.grid(image.shape).count == 1
     np.testing.assert_allclose(predictor(image), predict_whole(image, tiny_unet), atol=1e-5)
 

@@ -408,7 +408,8 @@ meta = json.load(open(f"{{folder}}/tiledseg.json"))
 tile = np.load({tile!r})
 if {runtime!r} == "openvino":
     import openvino as ov
-    compiled = ov.Core().compile_model(f"{{folder}}/model.xml", "CPU")
+    config = {{"INFERENCE_PRECISION_HINT": "f32"}}  # OpenVINO's default is bf16 with AMX
+    compiled = ov.Core().compile_model(f"{{folder}}/model.xml", "CPU", config)
     probabilities = compiled(tile)[0]
 else:
     import onnxruntime as ort

@@ -14,7 +14,7 @@ from types import SimpleNamespace
 import keras
 import numpy as np
 import pytest
-from conftest import build_tiny_unet
+from conftest import KERAS_F32, build_tiny_unet
 from serving_peer import ProtocolPeer
 
 from model_zoo import ModelMeta, ZooModel
@@ -126,7 +126,7 @@ def test_served_probabilities_equal_local_inference(exports, start_peer, bloodce
     peer = start_peer()
     served = ServingModel(peer.url("tiny-unet"), meta=exports.unet_dir)
     remote = predict_tiled(bloodcell_image, served, tta=tta)
-    local = predict_tiled(bloodcell_image, exports.unet, tta=tta)
+    local = predict_tiled(bloodcell_image, exports.unet, tta=tta, **KERAS_F32)
     assert remote.shape == bloodcell_image.shape[:2]
     np.testing.assert_allclose(remote, local, rtol=0, atol=1e-4)
     assert served.served_version == 2  # the latest, as TF Serving picks

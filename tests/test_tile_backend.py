@@ -13,7 +13,7 @@ from types import SimpleNamespace
 import keras
 import numpy as np
 import pytest
-from conftest import build_tiny_unet
+from conftest import KERAS_F32, build_tiny_unet
 
 from tiledseg import TiledPredictor, predict_tiled, predict_whole
 from tiledseg.errors import TiledsegError
@@ -95,7 +95,7 @@ def test_backend_path_equals_the_keras_path(tta, classes):
         delay=0.01,
     )
     image = _image((150, 230), seed=1)
-    local = predict_tiled(image, network, tile=64, overlap=0.25, tta=tta)
+    local = predict_tiled(image, network, tile=64, overlap=0.25, tta=tta, **KERAS_F32)
     remote = predict_tiled(image, backend, tile=64, overlap=0.25, tta=tta)
     assert remote.shape == local.shape
     np.testing.assert_allclose(remote, local, rtol=0, atol=1e-5)

@@ -419,7 +419,8 @@ def _predict(args: argparse.Namespace, progress: _Progress) -> int:
         seconds = time.perf_counter() - started
         print(
             f"{path.name}: {image.shape[1]}x{image.shape[0]} px, "
-            f"{100 * float(mask.mean()):.1f}% foreground, {seconds:.2f} s -> {outputs.mask}"
+            f"{100 * float(mask.mean()):.1f}% foreground, {seconds:.2f} s -> {outputs.mask}",
+            flush=True,  # one line per finished image, also through a pipe (`| tee log`)
         )
     if failures:
         print(f"{failures} of {len(plan)} file(s) skipped; see the messages above", file=sys.stderr)
