@@ -248,7 +248,15 @@ def test_ctrl_c_prints_one_line_and_leaves_only_complete_outputs(shared_data, mo
     command = [sys.executable, "-m", "tiledseg", "predict", "--model", str(model_file)]
     command += ["--out", str(out), "--overlay", "--probs", "--tile", "128", str(folder)]
     process = subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=REPO_ROOT
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=REPO_ROOT,
+        # A terminal's Ctrl-C: a suite started in the background (`nohup ... &`) inherits SIGINT
+        # ignored, and Python then installs no handler, so the signal would be lost.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     first = process.stdout.readline()  # one image done: the run is in the middle of its work
     assert "->" in first, process.stderr.read()
