@@ -259,14 +259,16 @@ def main(argv=None) -> int:
     import onnxruntime
     import openvino
 
-    from tiledseg.runtimes.cpu import cpu_name, native_bfloat16, read_cpu_flags
+    from benchmarks.measure import cpu_report
+    from tiledseg.runtimes.cpu import native_bfloat16
 
     native = native_bfloat16()
+    report = cpu_report()
     machine = {
-        "cpu": cpu_name(),
-        "cores": os.cpu_count(),
+        "cpu": report["cpu"],
+        "cores": report["cores"],
         "native_bfloat16": native,
-        "bf16_flags": sorted(f for f in read_cpu_flags() if "bf16" in f or f.startswith("amx")),
+        "bf16_flags": report["bf16_flags"],
         "keras": keras.__version__,
         "backend": keras.backend.backend(),
         "openvino": openvino.__version__,

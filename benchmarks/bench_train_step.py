@@ -76,8 +76,6 @@ def main(argv=None) -> int:
     if args.policy:
         print(json.dumps(one_policy(args.config, args.policy, args.steps, args.frozen)))
         return 0
-    from tiledseg.runtimes.cpu import cpu_name, read_cpu_flags
-
     rows = []
     for policy in POLICIES:
         command = [sys.executable, "-m", "benchmarks.bench_train_step", str(args.config)]
@@ -91,12 +89,9 @@ def main(argv=None) -> int:
     ratio = rows[0]["step_s"] / rows[1]["step_s"]
     print(f"mixed_bfloat16 is {ratio:.2f}x the speed of float32")
     if args.json:
-        machine = {
-            "cpu": cpu_name(),
-            "cores": os.cpu_count(),
-            "bf16_flags": sorted(f for f in read_cpu_flags() if "bf16" in f or "amx" in f),
-        }
-        document = {"config": str(args.config), "machine": machine, "rows": rows}
+        from benchmarks.measure import cpu_report
+
+        document = {"config": str(args.config), "machine": cpu_report(), "rows": rows}
         args.json.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
     return 0
 

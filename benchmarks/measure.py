@@ -129,6 +129,18 @@ def _version(package: str) -> str | None:
         return None
 
 
+def cpu_report() -> dict[str, Any]:
+    """The CPU model, its core count and the bfloat16 / AMX flags it reports, for CPU rows."""
+    from tiledseg.runtimes.cpu import cpu_name, read_cpu_flags
+
+    flags = read_cpu_flags()
+    return {
+        "cpu": cpu_name(),
+        "cores": os.cpu_count(),
+        "bf16_flags": sorted(f for f in flags if "bf16" in f or f.startswith("amx")),
+    }
+
+
 def machine_info() -> dict[str, Any]:
     """Platform, versions, the accelerator's name and the float32 math settings in force."""
     backend = keras.backend.backend()

@@ -66,9 +66,10 @@ def make_method(
     if method == "tiledseg-auto":
         predictor = TiledPredictor(network, tile="auto", overlap=overlap, tta="none", scale=1.0)
         auto_grid = predictor.grid(image.shape)
+        resolved = predictor.resolved_settings()
         facts = {
-            "runtime": predictor.resolved_settings()["runtime"],
-            "precision": predictor.resolved_settings()["precision"],
+            "runtime": resolved["runtime"],
+            "precision": resolved["precision"],
             "tile": list(auto_grid.tile_shape),
             "tiles": auto_grid.count,
         }

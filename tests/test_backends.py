@@ -12,6 +12,7 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
+from conftest import KERAS_F32
 from test_training_train import tiny_overrides
 
 from tiledseg import predict_tiled
@@ -59,7 +60,7 @@ def test_bundled_models_predict_the_same_on_every_backend(backend, slide_crop, t
     assert str(results["backend"]) == backend
     for model_id in MODELS:
         zoo = load(model_id)
-        reference = predict_tiled(image, zoo, tta="none", precision="float32", runtime="keras")
+        reference = predict_tiled(image, zoo, tta="none", **KERAS_F32)
         other = results[f"{model_id}/float32"]
         assert other.shape == reference.shape == image.shape[:2]
         assert float(np.abs(other - reference).max()) < SAME_TO, model_id
@@ -87,9 +88,7 @@ def test_a_model_trained_on_jax_loads_under_tensorflow_with_the_same_output(
     run_dir = Path(output.strip().splitlines()[-1])
     assert (run_dir / "history.csv").read_text().count("\n") == 3  # header and 2 epochs
     model = keras.saving.load_model(run_dir / "model.keras", safe_mode=True)
-    on_tensorflow = predict_tiled(
-        np.load(slide_crop), model, tile=64, tta="none", runtime="keras", precision="float32"
-    )
+    on_tensorflow = predict_tiled(np.load(slide_crop), model, tile=64, tta="none", **KERAS_F32)
     on_jax = np.load(run_dir / "probabilities.npy")
     assert on_tensorflow.shape == on_jax.shape
     assert float(np.abs(on_tensorflow - on_jax).max()) < SAME_TO

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
-from conftest import build_tiny_unet
+from conftest import KERAS_F32, build_tiny_unet
 
 from tiledseg import predict_tiled
 from tiledseg.baselines import predict_seed_tiles
@@ -15,9 +15,7 @@ def test_seed_tiles_equal_center_blending_on_the_same_grid():
     image = np.random.default_rng(0).integers(0, 256, (300, 420, 3), dtype=np.uint8)
     seeds = predict_seed_tiles(image, model, tile=128, overlap=0.25)
     # Keras in float32, as the seeds ran (auto would be OpenVINO bfloat16 on a CPU with AMX).
-    center = predict_tiled(
-        image, model, tile=128, overlap=0.25, blend="center", runtime="keras", precision="float32"
-    )
+    center = predict_tiled(image, model, tile=128, overlap=0.25, blend="center", **KERAS_F32)
     assert seeds.shape == (300, 420)
     np.testing.assert_allclose(seeds, center, atol=1e-5)
 

@@ -254,8 +254,8 @@ def test_ctrl_c_prints_one_line_and_leaves_only_complete_outputs(shared_data, mo
         text=True,
         env=env,
         cwd=REPO_ROOT,
-        # A terminal's Ctrl-C: a suite started in the background (`nohup ... &`) inherits SIGINT
-        # ignored, and Python then installs no handler, so the signal would be lost.
+        # A terminal's Ctrl-C: a child inherits SIGINT ignored where its parent ignores it (in
+        # the full suite something had left it so), and Python then installs no handler.
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     first = process.stdout.readline()  # one image done: the run is in the middle of its work
