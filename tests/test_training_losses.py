@@ -16,6 +16,7 @@ from training.losses import (
     TverskyLoss,
     bce_dice_loss,
     dice_coefficient,
+    gap_pixels,
     get_loss,
     jaccard_coefficient,
     tversky_index,
@@ -145,3 +146,46 @@ def test_a_compiled_model_with_these_losses_and_metrics_reloads(tmp_path):
         model.evaluate(images, masks, verbose=0),
         rtol=1e-5,
     )
+
+
+def _two_cells(gap: int):
+    """Two 10 px squares side by side with a ``gap`` px background column between them."""
+    mask = np.zeros((1, 20, 32, 1), "float32")
+    mask[0, 5:15, 5:15] = 1
+    mask[0, 5:15, 15 + gap : 25 + gap] = 1
+    return mask
+
+
+def test_gap_pixels_are_the_thin_background_between_objects():
+    mask = _two_cells(gap=2)
+    gaps = np.asarray(gap_pixels(mask, 5))[0, ..., 0]
+    expected = np.zeros_like(gaps)
+    expected[5:15, 15:17] = 1  # the two columns between the squares, nothing else
+    np.testing.assert_array_equal(gaps, expected)
+    # A gap wider than the kernel is not a gap; a lone object has none.
+    assert np.asarray(gap_pixels(_two_cells(gap=6), 5)).sum() == 0
+    single = np.zeros((1, 20, 20, 1), "float32")
+    single[0, 5:15, 5:15] = 1
+    assert np.asarray(gap_pixels(single, 7)).sum() == 0
+
+
+def test_gap_weight_punishes_merging_touching_objects_more():
+    truth = _two_cells(gap=2)
+    merged = np.clip(truth, 0.05, 0.95).copy()
+    merged[0, 5:15, 15:17] = 0.95  # the prediction fills the gap: the cells merge
+    plain = float(BceDiceLoss()(truth, merged))
+    weighted = float(BceDiceLoss(gap_weight=10.0, gap_px=5)(truth, merged))
+    assert weighted > plain * 1.5
+    # Elsewhere the weighting changes nothing: a prediction right in the gap scores as before.
+    apart = np.clip(truth, 0.05, 0.95)
+    unweighted_ce = float(BceDiceLoss()(truth, apart))
+    assert float(BceDiceLoss(gap_weight=10.0, gap_px=5)(truth, apart)) == pytest.approx(
+        unweighted_ce, rel=1e-5
+    )
+    loss = get_loss("bce_dice", gap_weight=3.0, gap_px=7)
+    assert loss.get_config()["gap_weight"] == 3.0
+    assert BceDiceLoss.from_config(loss.get_config()).settings == loss.settings
+    with pytest.raises(ValueError, match="gap_px"):
+        BceDiceLoss(gap_weight=1.0, gap_px=4)
+    with pytest.raises(ValueError, match="gap_weight"):
+        BceDiceLoss(gap_weight=-1.0)

@@ -287,3 +287,38 @@ def test_the_model_zoo_accepts_the_run_directory(tiny_run):
     inference = json.loads((tiny_run / "inference.json").read_text())
     assert meta.threshold == inference["threshold"] and meta.downsampling == 4
     assert meta.architecture == "unet"
+
+
+def test_init_weights_start_a_run_from_another_checkpoint(tiny_run, tiny_config, tmp_path):
+    config = copy.deepcopy(tiny_config)
+    config["model"]["init_weights"] = str(tiny_run)  # a run directory: its model.keras
+    # A learning rate too small to move a kernel: the run ends where it started.
+    config["train"].update(epochs=1, learning_rate=1e-12)
+    config["preview"] = {"count": 0}
+    config["eval"] = {"split": ""}
+    run_dir = train.train(config, runs_dir=tmp_path)
+    start = keras.saving.load_model(tiny_run / "model.keras", safe_mode=True)
+    tuned = keras.saving.load_model(run_dir / "model.keras", safe_mode=True)
+    kernels = [w for w in start.weights if "kernel" in w.path]
+    tuned_kernels = [w for w in tuned.weights if "kernel" in w.path]
+    assert kernels and len(tuned_kernels) == len(kernels)
+    for before, after in zip(kernels, tuned_kernels, strict=True):
+        np.testing.assert_allclose(after.numpy(), before.numpy(), atol=1e-6)
+    # ...and a run from scratch does not (so the check above means something).
+    fresh = copy.deepcopy(config)
+    fresh["model"]["init_weights"] = ""
+    scratch = keras.saving.load_model(
+        train.train(fresh, runs_dir=tmp_path / "scratch") / "model.keras", safe_mode=True
+    )
+    scratch_kernel = next(w for w in scratch.weights if "kernel" in w.path)
+    assert not np.allclose(scratch_kernel.numpy(), kernels[0].numpy())
+
+
+def test_init_weights_that_are_missing_or_do_not_fit_say_so(tiny_run, tiny_config, tmp_path):
+    config = copy.deepcopy(tiny_config)
+    config["model"]["init_weights"] = str(tmp_path / "nothing.weights.h5")
+    with pytest.raises(FileNotFoundError, match=r"init_weights.*nothing\.weights\.h5"):
+        train.train(copy.deepcopy(config), runs_dir=tmp_path)
+    config["model"].update(init_weights=str(tiny_run / "model.keras"), base_filters=4)
+    with pytest.raises(ValueError, match="does not fit the model the config builds"):
+        train.train(config, runs_dir=tmp_path)

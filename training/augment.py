@@ -21,6 +21,7 @@ import cv2
 import numpy as np
 
 from tiledseg._validation import validate_range
+from training.occluders import OCCLUDER_KINDS, paint_occluders
 
 __all__ = ["AUGMENT_DEFAULTS", "Augmenter", "build_augmenter"]
 
@@ -53,6 +54,11 @@ AUGMENT_DEFAULTS: dict[str, Any] = {
     "sharpen_alpha": 0.3,
     "downscale_p": 0.0,
     "downscale_min": 0.6,
+    # Painted dermoscopy artefacts (training.occluders): the chance a crop gets any, which
+    # kinds, and at most how many.
+    "occluder_p": 0.0,
+    "occluder_kinds": list(OCCLUDER_KINDS),
+    "occluder_max": 2,
 }
 
 _BORDER = cv2.BORDER_REFLECT_101
@@ -81,8 +87,28 @@ def _check_settings(settings: dict[str, Any]) -> dict[str, Any]:
             f"{sorted(AUGMENT_DEFAULTS)}. Received: {key}={settings[key]!r}"
         )
     merged = {**AUGMENT_DEFAULTS, **settings}
-    for key in ("affine_p", "elastic_p", "grid_p", "color_p", "blur_p", "sharpen_p", "downscale_p"):
+    for key in (
+        "affine_p",
+        "elastic_p",
+        "grid_p",
+        "color_p",
+        "blur_p",
+        "sharpen_p",
+        "downscale_p",
+        "occluder_p",
+    ):
         validate_range(merged[key], key, low=0.0, high=1.0)
+    kinds = merged["occluder_kinds"]
+    if not (isinstance(kinds, (list, tuple)) and kinds and set(kinds) <= set(OCCLUDER_KINDS)):
+        raise ValueError(
+            f"`occluder_kinds` must be a non-empty list from {list(OCCLUDER_KINDS)}. "
+            f"Received: occluder_kinds={kinds!r}"
+        )
+    if not (isinstance(merged["occluder_max"], int) and merged["occluder_max"] >= 1):
+        raise ValueError(
+            f"`occluder_max` must be an integer >= 1. Received: occluder_max="
+            f"{merged['occluder_max']!r}"
+        )
     validate_range(merged["rotate"], "rotate", low=0.0, high=180.0)
     validate_range(merged["shear"], "shear", low=0.0, high=45.0)
     scale = merged["scale"]
@@ -169,7 +195,9 @@ class Augmenter:
         settings: dict of :data:`AUGMENT_DEFAULTS` keys. Probabilities (``*_p``) gate each
             transform; ``rotate`` and ``shear`` are maximum angles in degrees; ``scale`` is
             ``[low, high]``; ``elastic_alpha``/``elastic_sigma`` are the seeds' ``[deformation]``
-            alpha and sigmoid; ``grid_steps``/``grid_limit`` set the grid distortion.
+            alpha and sigmoid; ``grid_steps``/``grid_limit`` set the grid distortion;
+            ``occluder_p``/``occluder_kinds``/``occluder_max`` paint dermoscopy artefacts
+            (:func:`training.occluders.paint_occluders`) before the rest.
 
     Raises:
         ValueError: an unknown setting or a value out of range.
@@ -187,7 +215,7 @@ class Augmenter:
     @property
     def enabled(self) -> bool:
         """Whether any transform is configured."""
-        return bool(_transforms(self.settings))
+        return bool(_transforms(self.settings)) or self.settings["occluder_p"] > 0
 
     def _pipeline(self):
         # One pipeline per worker thread: albumentations transforms hold their RNG state.
@@ -211,6 +239,17 @@ class Augmenter:
         Returns:
             (image, mask) with the input shapes and dtypes.
         """
+        occluders = self.settings
+        rng = np.random.default_rng(int(seed))
+        if occluders["occluder_p"] > 0 and rng.random() < occluders["occluder_p"]:
+            # Before the pipeline, so the artefacts are warped and colour-jittered too.
+            image = paint_occluders(
+                image,
+                mask,
+                seed=int(rng.integers(2**31)),
+                kinds=tuple(occluders["occluder_kinds"]),
+                count=int(rng.integers(1, occluders["occluder_max"] + 1)),
+            )
         pipeline = self._pipeline()
         pipeline.set_random_seed(int(seed))
         result = pipeline(image=image, mask=mask)

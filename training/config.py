@@ -60,6 +60,9 @@ DEFAULTS: dict[str, Any] = {
         "freeze_encoder": False,
         # efficientnet_unet only
         "variant": "lite0",
+        # Start from another checkpoint's weights (fine-tuning): a `.weights.h5` or `.keras` file,
+        # or a zoo model folder or run directory holding one, of the same architecture.
+        "init_weights": "",
     },
     "data": {
         "root": "../shared/data",

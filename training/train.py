@@ -16,6 +16,7 @@ import contextlib
 import math
 import sys
 import time
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -61,6 +62,37 @@ _NORMALIZATION = {
     "efficientnet_b0": "EfficientNet rescaling and normalization inside the model",
     "efficientnet_unet": "ImageNet mean/std normalization of 0..255 pixels inside the model",
 }
+
+
+def _load_init_weights(model: keras.Model, source: str) -> None:
+    """Fine-tune from ``source``: a ``.weights.h5`` or ``.keras`` file, or a zoo model folder
+    (``model.weights.h5``) or run directory (``model.keras``) holding one."""
+    path = Path(source)
+    if path.is_dir():
+        held = [path / name for name in ("model.weights.h5", MODEL_FILE) if (path / name).is_file()]
+        path = held[0] if held else path / "model.weights.h5"
+    if not path.is_file() or not path.name.endswith((".weights.h5", ".keras")):
+        raise FileNotFoundError(
+            f"`model.init_weights` must be a .weights.h5 or .keras file, or a zoo model folder or "
+            f"run directory holding one. Received: model.init_weights={source!r} (not found: "
+            f"{path})"
+        )
+    # Keras loads what it can match and only warns about layers it skips, which would leave
+    # part of the model at random: a skip is an error here.
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            model.load_weights(path)
+            problem = next((str(w.message) for w in caught if "Skipping" in str(w.message)), "")
+        except ValueError as error:
+            problem = str(error)
+    if problem:
+        raise ValueError(
+            f"`model.init_weights` ({path}) does not fit the model the config builds "
+            f"({model.name}, {model.count_params():,} parameters): use weights of the same "
+            f"architecture and settings. Keras said: {problem}"
+        )
+    print(f"Initial weights: {path}")
 
 
 def _model_from_config(model_cfg: dict[str, Any]) -> keras.Model:
@@ -414,6 +446,8 @@ def train(
                     _note_fixed_schedule(model, train_cfg["epochs"], steps)
             else:
                 model = _model_from_config(config["model"])
+                if config["model"]["init_weights"]:
+                    _load_init_weights(model, config["model"]["init_weights"])
                 _compile(model, config, steps)
         factor = downsampling_factor(model)
         if config["data"]["crop_size"] % factor:
