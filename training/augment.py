@@ -21,7 +21,7 @@ import cv2
 import numpy as np
 
 from tiledseg._validation import validate_range
-from training.occluders import OCCLUDER_KINDS, paint_occluders
+from training.occluders import OCCLUDER_KINDS, check_occluder_kinds, paint_occluders
 
 __all__ = ["AUGMENT_DEFAULTS", "Augmenter", "build_augmenter"]
 
@@ -98,12 +98,7 @@ def _check_settings(settings: dict[str, Any]) -> dict[str, Any]:
         "occluder_p",
     ):
         validate_range(merged[key], key, low=0.0, high=1.0)
-    kinds = merged["occluder_kinds"]
-    if not (isinstance(kinds, (list, tuple)) and kinds and set(kinds) <= set(OCCLUDER_KINDS)):
-        raise ValueError(
-            f"`occluder_kinds` must be a non-empty list from {list(OCCLUDER_KINDS)}. "
-            f"Received: occluder_kinds={kinds!r}"
-        )
+    check_occluder_kinds(merged["occluder_kinds"])
     if not (isinstance(merged["occluder_max"], int) and merged["occluder_max"] >= 1):
         raise ValueError(
             f"`occluder_max` must be an integer >= 1. Received: occluder_max="
@@ -239,17 +234,18 @@ class Augmenter:
         Returns:
             (image, mask) with the input shapes and dtypes.
         """
-        occluders = self.settings
-        rng = np.random.default_rng(int(seed))
-        if occluders["occluder_p"] > 0 and rng.random() < occluders["occluder_p"]:
-            # Before the pipeline, so the artefacts are warped and colour-jittered too.
-            image = paint_occluders(
-                image,
-                mask,
-                seed=int(rng.integers(2**31)),
-                kinds=tuple(occluders["occluder_kinds"]),
-                count=int(rng.integers(1, occluders["occluder_max"] + 1)),
-            )
+        s = self.settings
+        if s["occluder_p"] > 0:
+            rng = np.random.default_rng(int(seed))
+            if rng.random() < s["occluder_p"]:
+                # Before the pipeline, so the artefacts are warped and colour-jittered too.
+                image = paint_occluders(
+                    image,
+                    mask,
+                    seed=int(rng.integers(2**31)),
+                    kinds=s["occluder_kinds"],
+                    count=int(rng.integers(1, s["occluder_max"] + 1)),
+                )
         pipeline = self._pipeline()
         pipeline.set_random_seed(int(seed))
         result = pipeline(image=image, mask=mask)

@@ -79,14 +79,17 @@ def jaccard_coefficient(y_true, y_pred, smooth: float = 1.0):
     return tversky_index(y_true, y_pred, 1.0, 1.0, smooth)
 
 
-def _crossentropy(y_true, y_pred):
-    """Mean pixel cross-entropy per image: binary for one channel, categorical for several."""
+def _crossentropy(y_true, y_pred, weight=None):
+    """Mean pixel cross-entropy per image: binary for one channel, categorical for several;
+    with ``weight`` (shaped like the per-pixel loss), the weighted mean."""
     y_pred = ops.clip(y_pred, _EPSILON, 1.0 - _EPSILON)
     if y_pred.shape[-1] == 1:
         pixel = -(y_true * ops.log(y_pred) + (1.0 - y_true) * ops.log(1.0 - y_pred))
     else:
         pixel = -ops.sum(y_true * ops.log(y_pred), axis=-1, keepdims=True)
-    return ops.mean(pixel, axis=(1, 2, 3))
+    if weight is None:
+        return ops.mean(pixel, axis=(1, 2, 3))
+    return ops.sum(weight * pixel, axis=(1, 2, 3)) / ops.sum(weight, axis=(1, 2, 3))
 
 
 def gap_pixels(y_true, gap_px: int):
@@ -109,13 +112,10 @@ def bce_dice_loss(y_true, y_pred, gap_weight: float = 0.0, gap_px: int = 7):
     are few pixels, so an unweighted loss lets the objects merge.
     """
     y_true, y_pred = _align(y_true, y_pred)
-    if gap_weight <= 0 or y_pred.shape[-1] != 1:
-        return _crossentropy(y_true, y_pred) + 1.0 - dice_coefficient(y_true, y_pred)
-    clipped = ops.clip(y_pred, _EPSILON, 1.0 - _EPSILON)
-    pixel = -(y_true * ops.log(clipped) + (1.0 - y_true) * ops.log(1.0 - clipped))
-    weight = 1.0 + gap_weight * ops.stop_gradient(gap_pixels(y_true, gap_px))
-    weighted = ops.sum(weight * pixel, axis=(1, 2, 3)) / ops.sum(weight, axis=(1, 2, 3))
-    return weighted + 1.0 - dice_coefficient(y_true, y_pred)
+    weight = None
+    if gap_weight > 0 and y_pred.shape[-1] == 1:
+        weight = 1.0 + gap_weight * ops.stop_gradient(gap_pixels(y_true, gap_px))
+    return _crossentropy(y_true, y_pred, weight) + 1.0 - dice_coefficient(y_true, y_pred)
 
 
 def focal_loss(y_true, y_pred, gamma: float = 2.0, alpha: float = 0.25):

@@ -14,10 +14,14 @@ All drawing is OpenCV; the draw is fixed by the seed.
 
 from __future__ import annotations
 
+from typing import Any
+
 import cv2
 import numpy as np
 
-__all__ = ["OCCLUDER_KINDS", "paint_occluders"]
+from tiledseg._validation import validate_choice
+
+__all__ = ["OCCLUDER_KINDS", "check_occluder_kinds", "paint_occluders"]
 
 OCCLUDER_KINDS = ("sticker", "ink", "ruler", "hair", "vignette")
 
@@ -31,36 +35,41 @@ _STICKER_COLOURS = np.array(
 _INK_COLOURS = np.array([[110, 40, 140], [70, 40, 150], [40, 50, 130]], dtype=np.float32)
 
 
-def _sticker(layer: np.ndarray, alpha: np.ndarray, rng: np.random.Generator) -> None:
-    h, w = alpha.shape
+# Each painter draws one artefact on an RGBA float canvas: colour in channels 0-2, opacity in 3,
+# so every shape is drawn once for both.
+
+
+def _rgba(colour, opacity: float = 1.0) -> list[float]:
+    return [*(float(c) for c in colour), float(opacity)]
+
+
+def _sticker(canvas: np.ndarray, rng: np.random.Generator) -> None:
+    h, w = canvas.shape[:2]
     size = min(h, w)
     centre = (int(rng.integers(w)), int(rng.integers(h)))
     colour = _STICKER_COLOURS[rng.integers(len(_STICKER_COLOURS))] * rng.uniform(0.8, 1.1)
     if rng.random() < 0.6:
         radius = int(size * rng.uniform(0.06, 0.25))
-        cv2.circle(layer, centre, radius, colour.tolist(), -1, cv2.LINE_AA)
-        cv2.circle(alpha, centre, radius, 1.0, -1, cv2.LINE_AA)
+        cv2.circle(canvas, centre, radius, _rgba(colour), -1, cv2.LINE_AA)
         return
     # A calibration card: a row of coloured squares.
     cell = int(size * rng.uniform(0.05, 0.12))
     count = int(rng.integers(2, 6))
     for k in range(count):
         x0, y0 = centre[0] + k * cell, centre[1]
-        tone = _STICKER_COLOURS[rng.integers(len(_STICKER_COLOURS))].tolist()
-        cv2.rectangle(layer, (x0, y0), (x0 + cell, y0 + cell), tone, -1)
-        cv2.rectangle(alpha, (x0, y0), (x0 + cell, y0 + cell), 1.0, -1)
+        tone = _STICKER_COLOURS[rng.integers(len(_STICKER_COLOURS))]
+        cv2.rectangle(canvas, (x0, y0), (x0 + cell, y0 + cell), _rgba(tone), -1)
 
 
-def _ink(layer: np.ndarray, alpha: np.ndarray, rng: np.random.Generator) -> None:
-    h, w = alpha.shape
-    colour = _INK_COLOURS[rng.integers(len(_INK_COLOURS))].tolist()
+def _ink(canvas: np.ndarray, rng: np.random.Generator) -> None:
+    h, w = canvas.shape[:2]
+    colour = _INK_COLOURS[rng.integers(len(_INK_COLOURS))]
     opacity = float(rng.uniform(0.5, 0.9))
     if rng.random() < 0.4:  # marker dots around a lesion
         for _ in range(int(rng.integers(1, 6))):
             centre = (int(rng.integers(w)), int(rng.integers(h)))
             radius = int(min(h, w) * rng.uniform(0.01, 0.04)) + 1
-            cv2.circle(layer, centre, radius, colour, -1, cv2.LINE_AA)
-            cv2.circle(alpha, centre, radius, opacity, -1, cv2.LINE_AA)
+            cv2.circle(canvas, centre, radius, _rgba(colour, opacity), -1, cv2.LINE_AA)
         return
     points = [(int(rng.integers(w)), int(rng.integers(h)))]
     for _ in range(int(rng.integers(2, 6))):
@@ -68,15 +77,15 @@ def _ink(layer: np.ndarray, alpha: np.ndarray, rng: np.random.Generator) -> None
         points.append((int(points[-1][0] + step[0]), int(points[-1][1] + step[1])))
     thickness = int(rng.integers(2, max(3, min(h, w) // 40)))
     polyline = np.array(points, np.int32)[None]
-    cv2.polylines(layer, polyline, False, colour, thickness, cv2.LINE_AA)
-    cv2.polylines(alpha, polyline, False, opacity, thickness, cv2.LINE_AA)
+    cv2.polylines(canvas, polyline, False, _rgba(colour, opacity), thickness, cv2.LINE_AA)
 
 
-def _ruler(layer: np.ndarray, alpha: np.ndarray, rng: np.random.Generator) -> None:
-    h, w = alpha.shape
+def _ruler(canvas: np.ndarray, rng: np.random.Generator) -> None:
+    h, w = canvas.shape[:2]
     size = min(h, w)
     dark = rng.random() < 0.7
-    colour = [float(rng.uniform(10, 60))] * 3 if dark else [float(rng.uniform(200, 250))] * 3
+    grey = float(rng.uniform(10, 60)) if dark else float(rng.uniform(200, 250))
+    colour = _rgba([grey] * 3)
     angle = rng.uniform(0, np.pi)
     direction = np.array([np.cos(angle), np.sin(angle)])
     normal = np.array([-direction[1], direction[0]])
@@ -89,17 +98,15 @@ def _ruler(layer: np.ndarray, alpha: np.ndarray, rng: np.random.Generator) -> No
         length = size * (0.06 if k % 5 else 0.1)
         tip = base + normal * length
         a, b = tuple(int(v) for v in base), tuple(int(v) for v in tip)
-        cv2.line(layer, a, b, colour, line_width, cv2.LINE_AA)
-        cv2.line(alpha, a, b, 1.0, line_width, cv2.LINE_AA)
+        cv2.line(canvas, a, b, colour, line_width, cv2.LINE_AA)
     far = np.hypot(h, w)
     a = tuple(int(v) for v in origin - direction * far)
     b = tuple(int(v) for v in origin + direction * far)
-    cv2.line(layer, a, b, colour, line_width, cv2.LINE_AA)
-    cv2.line(alpha, a, b, 1.0, line_width, cv2.LINE_AA)
+    cv2.line(canvas, a, b, colour, line_width, cv2.LINE_AA)
 
 
-def _hair(layer: np.ndarray, alpha: np.ndarray, rng: np.random.Generator) -> None:
-    h, w = alpha.shape
+def _hair(canvas: np.ndarray, rng: np.random.Generator) -> None:
+    h, w = canvas.shape[:2]
     for _ in range(int(rng.integers(1, 8))):
         start = np.array([rng.uniform(0, w), rng.uniform(0, h)])
         angle = rng.uniform(0, 2 * np.pi)
@@ -112,20 +119,19 @@ def _hair(layer: np.ndarray, alpha: np.ndarray, rng: np.random.Generator) -> Non
         )
         tone = [float(rng.uniform(15, 70))] * 3
         polyline = xy.astype(np.int32)[None]
-        cv2.polylines(layer, polyline, False, tone, 1, cv2.LINE_AA)
-        cv2.polylines(alpha, polyline, False, float(rng.uniform(0.6, 1.0)), 1, cv2.LINE_AA)
+        opacity = float(rng.uniform(0.6, 1.0))
+        cv2.polylines(canvas, polyline, False, _rgba(tone, opacity), 1, cv2.LINE_AA)
 
 
-def _vignette(layer: np.ndarray, alpha: np.ndarray, rng: np.random.Generator) -> None:
+def _vignette(canvas: np.ndarray, rng: np.random.Generator) -> None:
     # The dermatoscope's round field of view: dark outside a circle centred near the crop.
-    h, w = alpha.shape
+    h, w = canvas.shape[:2]
     centre = (w / 2 + rng.normal(0, w * 0.1), h / 2 + rng.normal(0, h * 0.1))
     radius = np.hypot(h, w) / 2 * rng.uniform(0.75, 1.0)
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
     distance = np.hypot(xx - centre[0], yy - centre[1])
-    edge = np.clip((distance - radius) / max(2.0, radius * 0.08), 0.0, 1.0)
-    layer[:] = float(rng.uniform(0, 25))
-    np.maximum(alpha, edge, out=alpha)
+    canvas[..., 3] = np.clip((distance - radius) / max(2.0, radius * 0.08), 0.0, 1.0)
+    canvas[..., :3] = float(rng.uniform(0, 25))
 
 
 _PAINTERS = {
@@ -137,6 +143,20 @@ _PAINTERS = {
 }
 # Which kinds keep clear of the lesion (see the module docstring).
 _BACKGROUND_ONLY = {"sticker", "ink", "ruler"}
+
+
+def check_occluder_kinds(kinds: Any) -> tuple[str, ...]:
+    """``kinds`` as a tuple if it is a non-empty list of :data:`OCCLUDER_KINDS` names.
+
+    Raises:
+        ValueError: an empty or non-list value, or an unknown name (with the closest one).
+    """
+    if not (isinstance(kinds, (list, tuple)) and kinds):
+        raise ValueError(
+            f"`occluder_kinds` must be a non-empty list from {list(OCCLUDER_KINDS)}. "
+            f"Received: occluder_kinds={kinds!r}"
+        )
+    return tuple(validate_choice(kind, OCCLUDER_KINDS, "occluder_kinds") for kind in kinds)
 
 
 def paint_occluders(
@@ -152,7 +172,7 @@ def paint_occluders(
         image: uint8 (H, W, 3) RGB crop.
         mask: (H, W) labels; stickers, ink and rulers go only where it is 0.
         seed: int >= 0. Same seed, same artefacts.
-        kinds: names from :data:`OCCLUDER_KINDS`.
+        kinds: a non-empty list of names from :data:`OCCLUDER_KINDS`.
         count: how many artefacts, each of a kind drawn at random.
 
     Returns:
@@ -161,12 +181,7 @@ def paint_occluders(
     Raises:
         ValueError: an unknown kind, or an image that is not (H, W, 3) uint8.
     """
-    unknown = sorted(set(kinds) - set(OCCLUDER_KINDS))
-    if unknown or not kinds:
-        raise ValueError(
-            f"Occluder kinds must be a non-empty list from {list(OCCLUDER_KINDS)}. "
-            f"Received: {list(kinds)!r}"
-        )
+    kinds = check_occluder_kinds(kinds)
     if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
         raise ValueError(
             f"Occluders are painted on uint8 (H, W, 3) images. Received: {image.dtype} "
@@ -177,10 +192,10 @@ def paint_occluders(
     background = (mask == 0).astype(np.float32)
     for _ in range(count):
         kind = kinds[int(rng.integers(len(kinds)))]
-        layer = np.zeros_like(result)
-        alpha = np.zeros(mask.shape, np.float32)
-        _PAINTERS[kind](layer, alpha, rng)
+        canvas = np.zeros((*mask.shape, 4), np.float32)
+        _PAINTERS[kind](canvas, rng)
+        alpha = canvas[..., 3:]
         if kind in _BACKGROUND_ONLY:
-            alpha *= background
-        result += (layer - result) * alpha[..., None]
+            alpha *= background[..., None]
+        result += (canvas[..., :3] - result) * alpha
     return np.clip(result + 0.5, 0, 255).astype(np.uint8)

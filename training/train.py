@@ -24,6 +24,7 @@ from typing import Any
 import keras
 
 from tiledseg._validation import validate_choice
+from tiledseg.contract import WEIGHTS_FILE
 from tiledseg.errors import TiledsegError
 from tiledseg.scale import PixelScale
 from tiledseg.tiling import downsampling_factor
@@ -66,11 +67,11 @@ _NORMALIZATION = {
 
 def _load_init_weights(model: keras.Model, source: str) -> None:
     """Fine-tune from ``source``: a ``.weights.h5`` or ``.keras`` file, or a zoo model folder
-    (``model.weights.h5``) or run directory (``model.keras``) holding one."""
+    (:data:`tiledseg.contract.WEIGHTS_FILE`) or run directory (``model.keras``) holding one."""
     path = Path(source)
     if path.is_dir():
-        held = [path / name for name in ("model.weights.h5", MODEL_FILE) if (path / name).is_file()]
-        path = held[0] if held else path / "model.weights.h5"
+        held = [path / name for name in (WEIGHTS_FILE, MODEL_FILE) if (path / name).is_file()]
+        path = held[0] if held else path / WEIGHTS_FILE
     if not path.is_file() or not path.name.endswith((".weights.h5", ".keras")):
         raise FileNotFoundError(
             f"`model.init_weights` must be a .weights.h5 or .keras file, or a zoo model folder or "
@@ -445,9 +446,13 @@ def train(
                 if not _recompiles(model, config, _phases(config, initial_epoch)):
                     _note_fixed_schedule(model, train_cfg["epochs"], steps)
             else:
-                model = _model_from_config(config["model"])
-                if config["model"]["init_weights"]:
-                    _load_init_weights(model, config["model"]["init_weights"])
+                model_cfg = config["model"]
+                if model_cfg["init_weights"]:
+                    # The encoder's ImageNet weights would be overwritten at once: not read.
+                    model = _model_from_config({**model_cfg, "encoder_weights": "none"})
+                    _load_init_weights(model, model_cfg["init_weights"])
+                else:
+                    model = _model_from_config(model_cfg)
                 _compile(model, config, steps)
         factor = downsampling_factor(model)
         if config["data"]["crop_size"] % factor:
