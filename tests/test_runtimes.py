@@ -331,7 +331,7 @@ def test_a_missing_runtime_names_what_to_install(monkeypatch, tiny_unet, package
         assert probabilities.shape == (40, 40)
 
 
-def test_bfloat16_dice_is_within_0_002_of_float32_for_each_bundled_model(shared_data):
+def test_bfloat16_dice_is_within_0_002_of_float32_on_real_images(shared_data):
     """Where the CPU computes bfloat16 natively (AMX / AVX512-BF16): real slides and photos."""
     if not native_bfloat16():
         pytest.skip("this CPU has no native bfloat16: OpenVINO would run float32")
@@ -343,6 +343,10 @@ def test_bfloat16_dice_is_within_0_002_of_float32_for_each_bundled_model(shared_
     cases = {
         "unet-bloodcell": shared_data / "bloodcell" / "test",
         "unet-isic2017": shared_data / "isic2017" / "fullres",
+        # Pinned to float32 (bfloat16 moves single probabilities by up to 0.69), but asked for,
+        # bfloat16 must still give the same masks. effunet-isic2017 is pinned for a larger move
+        # (0.38 on an AMX Xeon), never measured there in Jaccard, so it is not bounded here.
+        "effunet-bloodcell": shared_data / "bloodcell" / "test",
     }
     for model_id, folder in cases.items():
         zoo = model_zoo.load(model_id)
