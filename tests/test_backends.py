@@ -64,16 +64,21 @@ def test_bundled_models_predict_the_same_on_every_backend(backend, slide_crop, t
         other = results[f"{model_id}/float32"]
         assert other.shape == reference.shape == image.shape[:2]
         assert float(np.abs(other - reference).max()) < SAME_TO, model_id
-        error = float(np.abs(results[f"{model_id}/bfloat16"] - reference).max())
+        half = results[f"{model_id}/bfloat16"]
         if zoo.meta.precision is None:
             # bfloat16 on that backend stays within issue 7's 1e-2 of TensorFlow's float32.
-            assert error < 1e-2, model_id
+            assert float(np.abs(half - reference).max()) < 1e-2, model_id
         else:
             # A model that bfloat16 moves further (its metadata pins float32, e.g. the
-            # EfficientNet UNet: 0.108 on TensorFlow) gets no more error on this backend than
-            # bfloat16 gives it on TensorFlow: the backends differ in rounding, not in graph.
+            # EfficientNet UNets) gets about the error on this backend that bfloat16 gives it
+            # on TensorFlow: the backends differ in rounding, not in graph. The mean is compared,
+            # not the single worst pixel, which depends on the CPU's bfloat16 unit (ISIC model
+            # on a Zen 4: 0.079 TensorFlow, 0.132 JAX; mean 0.0020 on both).
             own = predict_tiled(image, zoo, tta="none", precision="bfloat16", runtime="keras")
-            assert error < 1.25 * float(np.abs(own - reference).max()), model_id
+            own_mean = float(np.abs(own - reference).mean())
+            assert float(np.abs(half - reference).mean()) < 2 * own_mean, model_id
+            threshold = zoo.meta.threshold
+            assert np.mean((half >= threshold) != (reference >= threshold)) < 0.01, model_id
 
 
 def test_a_model_trained_on_jax_loads_under_tensorflow_with_the_same_output(
