@@ -242,6 +242,11 @@ def _inference_settings(meta: ModelMeta) -> str:
         ("threshold", meta.threshold),
         ("test-time augmentation", meta.tta or "none"),
         ("post-processing", meta.postprocess or "none"),
+        *(
+            [("frame", f"{meta.frame} px of black around the image, as in training")]
+            if meta.frame
+            else []
+        ),
         ("downsampling factor", meta.downsampling),
         ("input", f"{meta.input_channels} channels, float32 0..255 ({meta.normalization})"),
         ("classes", classes),

@@ -26,6 +26,7 @@ _INFERENCE_KEYS = (
     "tta",
     "precision",
     "postprocess",
+    "frame",
     "downsampling",
     "input_channels",
     "normalization",

@@ -291,6 +291,7 @@ def test_predict_whole_with_a_fixed_input_size(tiny_unet):
         ({"precision": "fp8"}, ValueError, "Received: precision='fp8'"),
         ({"batch_size": 0}, ValueError, "Received: batch_size=0"),
         ({"scale": -1.0}, ValueError, "Received: value=-1.0"),
+        ({"frame": -2}, ValueError, "Received: frame=-2"),
     ],
 )
 def test_bad_arguments_say_what_was_received(kwargs, error, message):
@@ -374,3 +375,56 @@ def test_tta_comes_from_the_metadata_unless_switched_off(tiny_unet):
         predict_tiled(image, zoo_model, tile=64, tta="none"), plain, atol=1e-6
     )
     assert not np.allclose(flips, plain, atol=1e-4)
+
+
+def _box_filter() -> keras.Model:
+    """Mean of the first channel over a 9x9 window, zero-padded: it sees what lies past an edge."""
+    inputs = keras.Input((None, None, 3))
+    outputs = keras.layers.Conv2D(1, 9, padding="same", use_bias=False)(inputs)
+    model = keras.Model(inputs, outputs)
+    kernel = np.zeros((9, 9, 3, 1), np.float32)
+    kernel[:, :, 0, 0] = 1.0 / 81
+    model.layers[1].set_weights([kernel])
+    return model
+
+
+@pytest.mark.parametrize(("tile", "overlap"), [(64, 0.25), (512, 0.25)])
+def test_a_frame_surrounds_the_image_with_black_and_is_cut_off_the_result(tile, overlap):
+    model = _box_filter()
+    image = np.full((150, 230, 3), 200, np.uint8)
+    framed = np.pad(image, ((32, 32), (32, 32), (0, 0)))
+    expected = predict_whole(framed, model)[32:-32, 32:-32]
+    got = predict_tiled(
+        image, model, tile=tile, overlap=overlap, blend="center", frame=32, **KERAS_F32
+    )
+    assert got.shape == (150, 230)
+    np.testing.assert_allclose(got, expected, atol=1e-4)
+    # The black frame shows within 4 px of the edge (the filter's reach); without a frame the
+    # same pixels see a mirrored image, all 200.
+    assert got[0, 100] == pytest.approx(200 * 5 / 9, abs=1e-3)
+    assert got[75, 4] == pytest.approx(200.0, abs=1e-3)
+    plain = predict_tiled(
+        image, model, tile=tile, overlap=overlap, blend="center", frame=0, **KERAS_F32
+    )
+    assert plain[75, 115] == pytest.approx(200.0, abs=1e-3)
+    np.testing.assert_allclose(predict_whole(image, model, frame=32), expected, atol=1e-4)
+
+
+def test_the_frame_comes_from_the_metadata_and_widens_the_grid():
+    model = _box_filter()
+    image = _image((100, 100))
+    zoo_model = SimpleNamespace(model=model, meta=SimpleNamespace(tile=64, frame=16))
+    np.testing.assert_allclose(
+        predict_tiled(image, zoo_model, **KERAS_F32),
+        predict_tiled(image, model, tile=64, frame=16, **KERAS_F32),
+        atol=1e-5,
+    )
+    assert not np.allclose(
+        predict_tiled(image, zoo_model, **KERAS_F32),
+        predict_tiled(image, zoo_model, frame=0, **KERAS_F32),
+        atol=1e-3,
+    )
+    predictor = TiledPredictor(zoo_model)
+    assert predictor.resolved_settings()["frame"] == 16
+    assert predictor.grid(image.shape).padded_shape == (132, 132)
+    assert TiledPredictor(zoo_model, frame=0).grid(image.shape).padded_shape == (100, 100)

@@ -114,6 +114,38 @@ def test_unet_saves_and_loads_in_safe_mode(tmp_path):
     assert not any(type(layer).__name__ == "Lambda" for layer in loaded.layers)
 
 
+def test_input_skip_joins_the_last_decoder_stage_at_full_resolution(tmp_path):
+    model = build_efficientnet_unet(
+        variant="lite0",
+        weights=None,
+        decoder_filters=(32, 16, 16, 8, 8),
+        freeze_encoder=True,
+        input_skip_filters=8,
+    )
+    plain = build_efficientnet_unet(
+        variant="lite0", weights=None, decoder_filters=(32, 16, 16, 8, 8)
+    )
+    assert "input_skip_conv1" not in {layer.name for layer in plain.layers}
+    assert model.get_layer("input_skip_conv1").trainable  # not part of the frozen encoder
+    # dec4 upsamples to full resolution and joins its own 8 channels to the skip's 8
+    concat = model.get_layer("dec4_concat")
+    assert [tuple(tensor.shape) for tensor in concat.input] == [(None, None, None, 8)] * 2
+    assert "dec4_concat" not in {layer.name for layer in plain.layers}
+    path = tmp_path / "fullres.keras"
+    model.save(path)
+    loaded = keras.saving.load_model(path, safe_mode=True)
+    image = np.random.default_rng(0).uniform(0, 255, (1, 96, 64, 3)).astype("float32")
+    output = loaded.predict(image, verbose=0)
+    assert output.shape == (1, 96, 64, 1)
+    np.testing.assert_allclose(output, model.predict(image, verbose=0), atol=1e-6)
+
+
+@pytest.mark.parametrize("value", [-1, True, 8.0, "8"])
+def test_input_skip_filters_must_be_a_count(value):
+    with pytest.raises(ValueError, match="input_skip_filters"):
+        build_efficientnet_unet(weights=None, input_skip_filters=value)
+
+
 # --- bad weights files: clear errors, and nothing outside the allowed names runs -------------
 
 

@@ -283,3 +283,34 @@ def test_tile_dataset_splits_real_pairs_into_tiles(shared_data, tmp_path):
     )
     assert max(resized.shape[:2]) == 512
     assert main([str(tmp_path / "missing"), str(tmp_path / "out")]) == 2
+
+
+def test_a_frame_surrounds_each_pair_and_frame_crops_hold_some_of_it(shared_data):
+    pairs = load_pairs(shared_data / "bloodcell" / "valid")[:2]
+    data = SegmentationDataset(
+        pairs, scale=1.0, crop_size=256, batch_size=8, training=True, crops_per_image=8,
+        frame=32, frame_p=1.0,
+    )
+    image, mask = data._pair(0)
+    original = cv2.imread(str(pairs[0][0]))
+    assert image.shape[:2] == (original.shape[0] + 64, original.shape[1] + 64)
+    assert image[:32].max() == 0 and mask[:, -32:].max() == 0
+    images, masks = data[0]
+    for crop, crop_mask in zip(images, masks, strict=True):
+        black_rows = np.flatnonzero(crop.max(axis=(1, 2)) == 0)
+        black_cols = np.flatnonzero(crop.max(axis=(0, 2)) == 0)
+        # 1 to 32 px of frame along one side (a crop near a corner may see two).
+        widths = [len(black_rows), len(black_cols)]
+        assert 1 <= max(widths) <= 32, widths
+        assert crop_mask[black_rows].max(initial=0) == 0
+        assert crop_mask[:, black_cols].max(initial=0) == 0
+    valid = SegmentationDataset(pairs, scale=1.0, crop_size=256, batch_size=8, frame=32)
+    assert max(top for _, top, _ in valid._windows) == image.shape[0] - 256
+
+
+def test_frame_settings_are_checked():
+    pair = [("a.jpg", "a.png")]
+    with pytest.raises(ValueError, match="Received: frame=-1"):
+        SegmentationDataset(pair, scale=1.0, crop_size=64, batch_size=1, frame=-1)
+    with pytest.raises(ValueError, match="frame_p"):
+        SegmentationDataset(pair, scale=1.0, crop_size=64, batch_size=1, frame_p=1.5)

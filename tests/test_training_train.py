@@ -117,6 +117,7 @@ def test_run_directory_follows_the_contract(tiny_run):
     assert inference["downsampling"] == 4 and inference["input_channels"] == 3
     assert inference["normalization"] == "rescale_0_1 inside the model"
     assert inference["classes"] == [{"name": "foreground", "color": [255, 64, 64]}]
+    assert inference["frame"] == 0
     assert set(inference) == {
         "scale",
         "tile",
@@ -125,6 +126,7 @@ def test_run_directory_follows_the_contract(tiny_run):
         "threshold",
         "tta",
         "postprocess",
+        "frame",
         "downsampling",
         "input_channels",
         "normalization",

@@ -90,6 +90,16 @@ def test_unsupported_format_versions_are_rejected_naming_the_supported_ones(vers
     assert "repo/tiledseg.json" in str(info.value)
 
 
+def test_a_1_1_file_reads_with_no_frame_and_a_frame_round_trips(tmp_path):
+    data = _meta().to_dict()
+    del data["frame"]
+    assert ModelMeta.from_dict({**data, "format_version": "1.1"}).frame == 0
+    framed = ModelMeta.from_dict({**data, "frame": 32})
+    framed.write(tmp_path)
+    assert json.loads((tmp_path / "tiledseg.json").read_text())["frame"] == 32
+    assert load_meta(tmp_path).frame == 32
+
+
 def test_a_newer_minor_version_may_add_fields_but_a_known_version_may_not():
     data = {**_meta().to_dict(), "format_version": "1.9", "future_field": 3}
     assert ModelMeta.from_dict(data).threshold == 0.4
@@ -110,6 +120,7 @@ def test_a_newer_minor_version_may_add_fields_but_a_known_version_may_not():
         ("metrics", [{"settings": {}, "values": {"dice": 0.5}}], "'split': str"),
         ("metrics", [{"split": "a", "settings": {}, "values": {}}], "non-empty values"),
         ("scale", {"mode": "width", "value": 2}, "`mode` must be one of"),
+        ("frame", -1, "Received: frame=-1"),
     ],
 )
 def test_invalid_fields_give_a_message_naming_field_and_value(field, value, message):

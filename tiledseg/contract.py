@@ -52,7 +52,8 @@ WEIGHTS_FILE = "model.weights.h5"
 MAX_DOWNSAMPLING = 1024
 
 # 1.1 added `precision` (1.0 files read as precision None: the engine's auto).
-FORMAT_VERSION = "1.1"
+# 1.2 added `frame` (older files read as 0: no frame).
+FORMAT_VERSION = "1.2"
 SUPPORTED_MAJOR_VERSIONS = (1,)
 BLEND_MODES = ("gaussian", "hann", "constant", "center")
 TTA_MODES = ("flips",)
@@ -81,6 +82,9 @@ class ModelMeta:
             in, for a network that 16 bits move further than the usual 1e-2 in probability.
         postprocess: dict of keyword arguments for ``tiledseg.postprocess.postprocess``
             (keys among ``opening``, ``closing``, ``fill_holes``, ``min_size``, ``keep_largest``).
+        frame: int >= 0, default 0. Black pixels (at model scale) the engine puts around the
+            image before tiling, as the model saw around each training image: it marks the
+            image's own edge, which a tile's edge does not.
         downsampling: int, a power of two from 1 to 1024, the model's total downsampling factor.
         classes: list of ``{"name": str, "color": [r, g, b]}``, one per output channel.
         input_channels: int >= 1, channels the model expects (3 for RGB).
@@ -110,6 +114,7 @@ class ModelMeta:
     tta: str | None = None
     precision: str | None = None
     postprocess: dict[str, Any] = field(default_factory=dict)
+    frame: int = 0
     downsampling: int = 1
     classes: list[dict[str, Any]] = field(default_factory=lambda: _default_classes())
     input_channels: int = 3
@@ -136,6 +141,7 @@ class ModelMeta:
         if self.precision is not None:
             validate_choice(self.precision, PRECISIONS[1:], "precision")
         _check_postprocess(self.postprocess)
+        validate_range(self.frame, "frame", low=0, integer=True)
         _check_downsampling(self.downsampling)
         _check_classes(self.classes)
         validate_range(self.input_channels, "input_channels", low=1, integer=True)

@@ -77,6 +77,7 @@ def predict_tiled(
     tta: str | None = None,
     precision: str | None = None,
     runtime: str = "auto",
+    frame: int | None = None,
     progress: ProgressCallback | None = None,
     _cache: OrderedDict | None = None,
 ) -> np.ndarray:
@@ -118,6 +119,9 @@ def predict_tiled(
             Runtime run a conversion made once by Keras' export and cached on disk
             (:mod:`tiledseg.runtimes`), on batches of tiles cut and blended on the host;
             float32 matches Keras to 1e-4. Ignored when ``model`` is a tile backend.
+        frame: int >= 0 or None (the model's metadata, else 0). Black pixels at model scale
+            put around the image before tiling and cut off the result, for a model trained
+            with the same frame around its images (it then sees where the image ends).
         progress: called as ``progress(done_tiles, total_tiles)`` after each band.
 
     Returns:
@@ -142,14 +146,14 @@ def predict_tiled(
     """
     network, meta = _unwrap(model)
     image = _validate_image(image, network, meta)
-    settings = _resolve_settings(meta, tile, overlap, blend, scale, tta, precision)
+    settings = _resolve_settings(meta, tile, overlap, blend, scale, tta, precision, frame)
     _validate_batch_and_padding(batch_size, pad_mode)
     validate_choice(runtime, RUNTIMES, "runtime")
 
     height, width = image.shape[:2]
     target, grid = _plan(image.shape, network, meta, settings)
     network = _runner(network, settings["precision"], runtime, grid.tile_shape)
-    scaled = resize_image(image, target)
+    scaled = _frame(resize_image(image, target), settings["frame"])
     padded = _pad(scaled, grid.padded_shape, pad_mode)
     row_weights = blend_weights(grid.rows, settings["blend"])
     if is_tile_backend(network):
@@ -186,7 +190,8 @@ def predict_tiled(
         done += rows * grid.cols.count
         if progress is not None:
             progress(done, grid.count)
-    probabilities = probabilities[: grid.rows.length, : grid.cols.length]
+    border = settings["frame"]
+    probabilities = probabilities[border : border + target[0], border : border + target[1]]
     return _finish(probabilities, (height, width))
 
 
@@ -197,6 +202,7 @@ def predict_whole(
     scale: float | PixelScale | dict | None = None,
     input_size: tuple[int, int] | None = None,
     precision: str | None = None,
+    frame: int | None = None,
 ) -> np.ndarray:
     """Predict the whole image in one forward pass: the non-tiled baseline.
 
@@ -207,6 +213,7 @@ def predict_whole(
         input_size: ``(height, width)`` or None. When given, the image is resized to exactly
             this size, as the seeds did, whatever its aspect ratio.
         precision: as in :func:`predict_tiled`.
+        frame: as in :func:`predict_tiled`.
 
     Returns:
         float32 probabilities at the input's full size, shaped as in :func:`predict_tiled`.
@@ -221,7 +228,7 @@ def predict_whole(
     network, meta = _unwrap(model)
     image = _validate_image(image, network, meta)
     height, width = image.shape[:2]
-    settings = _resolve_settings(meta, None, None, None, scale, None, precision)
+    settings = _resolve_settings(meta, None, None, None, scale, None, precision, frame)
     network = _runner(network, settings["precision"], "keras")
     if input_size is not None:
         if len(input_size) != 2 or min(int(v) for v in input_size) < 1:
@@ -233,14 +240,15 @@ def predict_whole(
     else:
         target = _target_shape(image.shape, settings["scale"])
     factor = _factor(network, meta)
-    scaled = resize_image(image, target)
+    border = settings["frame"]
+    scaled = _frame(resize_image(image, target), border)
     padded_shape = tuple(-(-side // factor) * factor for side in scaled.shape[:2])
     padded = _pad(scaled, padded_shape, "reflect")
     if is_tile_backend(network):  # the whole image as one tile
         output = np.asarray(network.predict_tiles(padded[None].astype(np.float32)))[0]
     else:
         output = _to_numpy(network.predict_on_batch(padded[None].astype(np.float32)))[0]
-    output = output.astype(np.float32)[: target[0], : target[1]]
+    output = output.astype(np.float32)[border : border + target[0], border : border + target[1]]
     return _finish(output, (height, width))
 
 
@@ -273,6 +281,7 @@ class TiledPredictor:
         "tta",
         "precision",
         "runtime",
+        "frame",
     )
 
     def __init__(self, model: Any, **settings: Any):
@@ -286,7 +295,10 @@ class TiledPredictor:
         # Fail early on bad settings rather than at the first image.
         self._resolved = _resolve_settings(
             meta,
-            *(settings.get(k) for k in ("tile", "overlap", "blend", "scale", "tta", "precision")),
+            *(
+                settings.get(k)
+                for k in ("tile", "overlap", "blend", "scale", "tta", "precision", "frame")
+            ),
         )
         _validate_batch_and_padding(settings.get("batch_size"), settings.get("pad_mode", "reflect"))
         validate_choice(settings.get("runtime", "auto"), RUNTIMES, "runtime")
@@ -336,11 +348,13 @@ def describe_grid(
     tile: int | str | None = None,
     overlap: float | None = None,
     scale: float | PixelScale | dict | None = None,
+    frame: int | None = None,
     **_ignored: Any,
 ) -> TileGrid:
-    """The grid :func:`predict_tiled` would use for an image of ``image_shape`` (H, W[, C])."""
+    """The grid :func:`predict_tiled` would use for an image of ``image_shape`` (H, W[, C]),
+    over the framed image where there is a frame."""
     network, meta = _unwrap(model)
-    settings = _resolve_settings(meta, tile, overlap, None, scale, None)
+    settings = _resolve_settings(meta, tile, overlap, None, scale, None, frame=frame)
     return _plan(image_shape, network, meta, settings)[1]
 
 
@@ -350,12 +364,13 @@ def _plan(image_shape, network, meta, settings) -> tuple[tuple[int, int], TileGr
     Both are bounded (:mod:`tiledseg.limits`) before anything of that size is allocated.
     """
     target = _target_shape(image_shape, settings["scale"])
+    framed = (target[0] + 2 * settings["frame"], target[1] + 2 * settings["frame"])
     factor = _factor(network, meta)
-    side = _tile_side(settings["tile"], target, factor, settings["overlap"])
+    side = _tile_side(settings["tile"], framed, factor, settings["overlap"])
     check_tile_count(
-        target, side, settings["overlap"], tile_count(*target, side, settings["overlap"], factor)
+        framed, side, settings["overlap"], tile_count(*framed, side, settings["overlap"], factor)
     )
-    return target, make_grid(target[0], target[1], side, settings["overlap"], factor)
+    return target, make_grid(framed[0], framed[1], side, settings["overlap"], factor)
 
 
 # --- settings -------------------------------------------------------------------------------
@@ -437,7 +452,9 @@ def _meta_value(meta: Any, name: str, default: Any) -> Any:
     return default if value is None else value
 
 
-def _resolve_settings(meta, tile, overlap, blend, scale, tta, precision=None) -> dict[str, Any]:
+def _resolve_settings(
+    meta, tile, overlap, blend, scale, tta, precision=None, frame=None
+) -> dict[str, Any]:
     """Fill unset arguments from the zoo metadata, then the engine's defaults; validate."""
     tile = tile if tile is not None else _meta_value(meta, "tile", DEFAULT_TILE)
     if tile != "auto":
@@ -452,6 +469,8 @@ def _resolve_settings(meta, tile, overlap, blend, scale, tta, precision=None) ->
     tta = None if tta == "none" else tta
     precision = precision if precision is not None else _meta_value(meta, "precision", "auto")
     validate_choice(precision, PRECISIONS, "precision")
+    frame = frame if frame is not None else _meta_value(meta, "frame", 0)
+    validate_range(frame, "frame", low=0, integer=True)
     return {
         "tile": tile,
         "overlap": float(overlap),
@@ -459,6 +478,7 @@ def _resolve_settings(meta, tile, overlap, blend, scale, tta, precision=None) ->
         "scale": scale,
         "tta": tta,
         "precision": precision,
+        "frame": int(frame),
     }
 
 
@@ -529,6 +549,14 @@ def _tile_side(tile: int | str, scaled: tuple[int, int], factor: int, overlap: f
         return grid.count * grid.rows.tile * grid.cols.tile, -side
 
     return min(range(smallest, largest + 1, factor), key=work)
+
+
+def _frame(image: np.ndarray, width: int) -> np.ndarray:
+    """Surround an image with ``width`` black pixels (see ``frame`` in :func:`predict_tiled`)."""
+    if width == 0:
+        return image
+    widths = ((width, width), (width, width)) + ((0, 0),) * (image.ndim - 2)
+    return np.pad(image, widths, mode="constant")
 
 
 def _pad(image: np.ndarray, shape: tuple[int, int], mode: str) -> np.ndarray:

@@ -60,6 +60,8 @@ DEFAULTS: dict[str, Any] = {
         "freeze_encoder": False,
         # efficientnet_unet only
         "variant": "lite0",
+        # Width of a full-resolution skip from the pixels into the last decoder stage; 0 is none.
+        "input_skip_filters": 0,
         # Start from another checkpoint's weights (fine-tuning): a `.weights.h5` or `.keras` file,
         # or a zoo model folder or run directory holding one, of the same architecture.
         "init_weights": "",
@@ -74,6 +76,10 @@ DEFAULTS: dict[str, Any] = {
         "cache": True,
         "workers": 2,
         "max_queue_size": 10,
+        # Black px around each image (and at inference, through the metadata): 0 is none.
+        "frame": 0,
+        # With a frame, the share of training crops placed on it.
+        "frame_p": 0.5,
     },
     "augment": {},
     "train": {

@@ -26,6 +26,8 @@ from training.augment import Augmenter
 __all__ = [
     "SegmentationDataset",
     "crop_starts",
+    "frame_crop",
+    "frame_pair",
     "load_pairs",
     "pad_to_size",
     "prepare_pair",
@@ -179,6 +181,38 @@ def random_crop(
     return image[top : top + size, left : left + size], mask[top : top + size, left : left + size]
 
 
+def frame_pair(image: np.ndarray, mask: np.ndarray, frame: int) -> tuple[np.ndarray, np.ndarray]:
+    """Surround a pair with ``frame`` px of black image and background mask (0: unchanged)."""
+    if frame == 0:
+        return image, mask
+    framed = [
+        cv2.copyMakeBorder(array, frame, frame, frame, frame, cv2.BORDER_CONSTANT, value=0)
+        for array in (image, mask)
+    ]
+    return framed[0], framed[1]
+
+
+def frame_crop(
+    image: np.ndarray, mask: np.ndarray, size: int, frame: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """A crop of a framed pair that holds 1 to ``frame`` px of the frame on a random side."""
+    image, mask = pad_to_size(image, mask, size, size)
+    height, width = image.shape[:2]
+    top = int(rng.integers(0, height - size + 1))
+    left = int(rng.integers(0, width - size + 1))
+    into_frame = int(rng.integers(0, frame))  # 0: the whole frame is in the crop
+    side = int(rng.integers(4))
+    if side == 0:
+        top = min(into_frame, height - size)
+    elif side == 1:
+        top = max(0, height - size - into_frame)
+    elif side == 2:
+        left = min(into_frame, width - size)
+    else:
+        left = max(0, width - size - into_frame)
+    return image[top : top + size, left : left + size], mask[top : top + size, left : left + size]
+
+
 def crop_starts(length: int, size: int) -> list[int]:
     """Start offsets of the fewest ``size`` windows covering ``length``, the last flush.
 
@@ -219,6 +253,13 @@ class SegmentationDataset(keras.utils.PyDataset):
         cache: bool, default True. Keep decoded, scaled pairs in memory after the first read.
         workers: int >= 1, default 1. Worker threads (``keras.utils.PyDataset``).
         max_queue_size: int, default 10. Batches prepared ahead by the workers.
+        frame: int >= 0, default 0. Black pixels around every image (mask 0), as the engine
+            adds around an image for a model whose metadata has a ``frame``: the network can
+            then tell the image's own edge from a tile's edge (where annotators leave cells
+            cut by the edge unlabelled, it can learn which).
+        frame_p: float in [0, 1], default 0.5. With a frame, the share of training crops
+            placed on the frame (1 to ``frame`` px of it at a random side), so edges are
+            seen often; the rest are uniform over the framed image.
 
     Example:
         >>> data = SegmentationDataset(load_pairs("../shared/data/isic2017/valid"),
@@ -244,7 +285,11 @@ class SegmentationDataset(keras.utils.PyDataset):
         cache: bool = True,
         workers: int = 1,
         max_queue_size: int = 10,
+        frame: int = 0,
+        frame_p: float = 0.5,
     ):
+        validate_range(frame, "frame", low=0, integer=True)
+        validate_range(frame_p, "frame_p", low=0.0, high=1.0)
         validate_range(crop_size, "crop_size", low=8, integer=True)
         validate_range(batch_size, "batch_size", low=1, integer=True)
         validate_range(crops_per_image, "crops_per_image", low=1, integer=True)
@@ -263,6 +308,8 @@ class SegmentationDataset(keras.utils.PyDataset):
         self.crops_per_image = crops_per_image
         self.batches_per_epoch = batches_per_epoch if training else None
         self.seed = int(seed)
+        self.frame = int(frame)
+        self.frame_p = float(frame_p)
         self.epoch = 0
         self._cache: dict[int, tuple[np.ndarray, np.ndarray]] | None = {} if cache else None
         self._windows = None if training else self._grid_windows()
@@ -277,7 +324,7 @@ class SegmentationDataset(keras.utils.PyDataset):
         if self._cache is not None and index in self._cache:
             return self._cache[index]
         image, mask = read_pair(*self.pairs[index])
-        prepared = prepare_pair(image, mask, self.scale)
+        prepared = frame_pair(*prepare_pair(image, mask, self.scale), self.frame)
         if self._cache is not None:
             self._cache[index] = prepared
         return prepared
@@ -297,7 +344,8 @@ class SegmentationDataset(keras.utils.PyDataset):
 
     def _scaled_size(self, image_path: Path) -> tuple[int, int]:
         height, width = image_size(image_path)
-        return scaled_shape(height, width, self.scale.factor_for(height, width))
+        height, width = scaled_shape(height, width, self.scale.factor_for(height, width))
+        return height + 2 * self.frame, width + 2 * self.frame
 
     def __len__(self) -> int:
         if self.training:
@@ -313,7 +361,10 @@ class SegmentationDataset(keras.utils.PyDataset):
     def _training_sample(self, position: int, order: np.ndarray, pass_index: int):
         rng = np.random.default_rng([self.seed, pass_index, position])
         image, mask = self._pair(int(order[position]) % len(self.pairs))
-        image, mask = random_crop(image, mask, self.crop_size, rng)
+        if self.frame and rng.random() < self.frame_p:
+            image, mask = frame_crop(image, mask, self.crop_size, self.frame, rng)
+        else:
+            image, mask = random_crop(image, mask, self.crop_size, rng)
         if self.augmenter is not None:
             image, mask = self.augmenter(image, mask, seed=int(rng.integers(2**31)))
         return image, mask

@@ -42,7 +42,7 @@ __all__ = [
     "tiled_predictor",
 ]
 
-_SETTING_KEYS = ("scale", "tile", "overlap", "blend", "threshold", "tta", "postprocess")
+_SETTING_KEYS = ("scale", "tile", "overlap", "blend", "threshold", "tta", "postprocess", "frame")
 
 
 def default_settings(scale: PixelScale | dict | float = 1.0) -> dict[str, Any]:
@@ -55,6 +55,7 @@ def default_settings(scale: PixelScale | dict | float = 1.0) -> dict[str, Any]:
         "threshold": 0.5,
         "tta": None,
         "postprocess": {},
+        "frame": 0,
     }
 
 
@@ -70,6 +71,7 @@ def tiled_predictor(
         scale=PixelScale.from_value(settings["scale"]),
         tta=settings["tta"],
         precision=precision,
+        frame=settings.get("frame", 0),
     )
 
 
@@ -152,6 +154,7 @@ def select_inference_settings(
     thresholds: Sequence[float] = (0.5,),
     postprocess_options: Sequence[dict[str, Any]] = ({},),
     metric: str = "dice",
+    frame: int = 0,
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Choose tile, overlap, tta, threshold and post-processing by mean ``metric`` on ``pairs``.
 
@@ -166,6 +169,7 @@ def select_inference_settings(
         tiles, overlaps, blend, ttas, thresholds, postprocess_options: the candidates.
         metric: str, default "dice". One of "dice", "jaccard", "threshold_jaccard",
             "sensitivity", "specificity" (higher is better).
+        frame: int, default 0. The black frame the model was trained with (not searched).
 
     Returns:
         (best settings, one row per candidate with its mean score).
@@ -187,7 +191,9 @@ def select_inference_settings(
     best: tuple[float, dict[str, Any]] | None = None
     for tile, overlap, tta in itertools.product(tiles, overlaps, ttas):
         settings = default_settings(scale)
-        settings.update(tile=int(tile), overlap=float(overlap), blend=blend, tta=tta)
+        settings.update(
+            tile=int(tile), overlap=float(overlap), blend=blend, tta=tta, frame=int(frame)
+        )
         predictor = tiled_predictor(model, settings)
         maps = [_foreground(predictor(image)) for image in images]
         for threshold, options in itertools.product(thresholds, postprocess_options):

@@ -122,6 +122,7 @@ def _model_from_config(model_cfg: dict[str, Any]) -> keras.Model:
             batch_norm=model_cfg["batch_norm"],
             activation=model_cfg["activation"],
             freeze_encoder=model_cfg["freeze_encoder"],
+            input_skip_filters=model_cfg["input_skip_filters"],
         )
     keys = ("base_filters", "num_levels", "base_kernel", "dilation", "dropout")
     return build_model(architecture, **common, **{key: model_cfg[key] for key in keys})
@@ -193,6 +194,7 @@ def _datasets(config: dict[str, Any], root: Path):
         "cache": data["cache"],
         "workers": data["workers"],
         "max_queue_size": data["max_queue_size"],
+        "frame": data["frame"],
         "seed": config["seed"],
     }
     for key in ("train", "valid"):
@@ -206,6 +208,7 @@ def _datasets(config: dict[str, Any], root: Path):
         training=True,
         augmenter=augmenter,
         crops_per_image=data["crops_per_image"],
+        frame_p=data["frame_p"],
         batches_per_epoch=config["train"]["steps_per_epoch"] or None,
         **common,
     )
@@ -340,6 +343,7 @@ def _finish(run_dir: Path, config: dict[str, Any], root: Path, valid_pairs) -> d
         thresholds=inference_cfg["threshold"],
         postprocess_options=inference_cfg["postprocess"],
         metric=inference_cfg["select_metric"],
+        frame=config["data"]["frame"],
     )
     model_cfg = config["model"]
     normalization = model_cfg["architecture"]

@@ -15,7 +15,7 @@ from training.models.efficientnet_unet.blocks import (
     LITE_VARIANTS,
     lite_encoder,
 )
-from training.models.unet.blocks import ACTIVATIONS, output_head
+from training.models.unet.blocks import ACTIVATIONS, conv_block, output_head
 
 __all__ = [
     "IMAGENET_MEAN",
@@ -65,6 +65,7 @@ def build_efficientnet_unet(
     batch_norm: bool = True,
     activation: str = "relu",
     freeze_encoder: bool = False,
+    input_skip_filters: int = 0,
     name: str | None = None,
 ) -> keras.Model:
     """Build a UNet whose encoder is EfficientNet-Lite, optionally with ImageNet weights.
@@ -85,6 +86,10 @@ def build_efficientnet_unet(
         activation: str, default "relu". Decoder activation.
         freeze_encoder: bool, default False. Make the encoder's layers non-trainable (its batch
             norms then run in inference mode).
+        input_skip_filters: int, default 0 (none). When positive, a two-convolution block of
+            this width on the normalised pixels joins the last decoder stage as a skip at full
+            resolution: the encoder's finest feature is at stride 2, too coarse for the one- to
+            three-pixel background lines that separate touching cells in the masks.
         name: str, default ``f"efficientnet_{variant}_unet"``.
 
     Returns:
@@ -104,11 +109,29 @@ def build_efficientnet_unet(
         raise ValueError(f"`weights` must be None or 'imagenet'. Received: weights={weights!r}")
     decoder_filters = check_decoder_filters(decoder_filters)
     validate_choice(activation, ACTIVATIONS, "activation")
+    if isinstance(input_skip_filters, bool) or not isinstance(input_skip_filters, int):
+        raise ValueError(
+            f"`input_skip_filters` must be an int >= 0. Received: {input_skip_filters!r}"
+        )
+    if input_skip_filters < 0:
+        raise ValueError(
+            f"`input_skip_filters` must be an int >= 0. Received: {input_skip_filters}"
+        )
 
     inputs = keras.Input((None, None, 3), name="image")
-    stages, _ = lite_encoder(_normalise(inputs), variant)
+    pixels = _normalise(inputs)
+    stages, _ = lite_encoder(pixels, variant)
     encoder = keras.Model(inputs, stages, name="encoder_view")
     skips = [stages[stage] for stage in _SKIP_STAGES]
+    if input_skip_filters:
+        full_resolution = conv_block(
+            pixels,
+            input_skip_filters,
+            batch_norm=batch_norm,
+            activation=activation,
+            name="input_skip",
+        )
+        skips = [full_resolution, *skips]
     x = stages[-1]
     x = decoder(x, skips, decoder_filters, batch_norm=batch_norm, activation=activation)
     model = keras.Model(
