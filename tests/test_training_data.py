@@ -288,8 +288,14 @@ def test_tile_dataset_splits_real_pairs_into_tiles(shared_data, tmp_path):
 def test_a_frame_surrounds_each_pair_and_frame_crops_hold_some_of_it(shared_data):
     pairs = load_pairs(shared_data / "bloodcell" / "valid")[:2]
     data = SegmentationDataset(
-        pairs, scale=1.0, crop_size=256, batch_size=8, training=True, crops_per_image=8,
-        frame=32, frame_p=1.0,
+        pairs,
+        scale=1.0,
+        crop_size=256,
+        batch_size=8,
+        training=True,
+        crops_per_image=8,
+        frame=32,
+        frame_p=1.0,
     )
     image, mask = data._pair(0)
     original = cv2.imread(str(pairs[0][0]))
