@@ -140,9 +140,11 @@ def test_input_skip_joins_the_last_decoder_stage_at_full_resolution(tmp_path):
     np.testing.assert_allclose(output, model.predict(image, verbose=0), atol=1e-6)
 
 
-@pytest.mark.parametrize("value", [-1, True, 8.0, "8"])
-def test_input_skip_filters_must_be_a_count(value):
-    with pytest.raises(ValueError, match="input_skip_filters"):
+@pytest.mark.parametrize(
+    ("value", "error"), [(-1, ValueError), (True, TypeError), (8.0, TypeError), ("8", TypeError)]
+)
+def test_input_skip_filters_must_be_a_count(value, error):
+    with pytest.raises(error, match=f"Received: input_skip_filters={value!r}"):
         build_efficientnet_unet(weights=None, input_skip_filters=value)
 
 

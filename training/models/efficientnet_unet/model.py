@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import keras
 from keras import layers
 
-from tiledseg._validation import validate_choice
+from tiledseg._validation import validate_choice, validate_range
 from training.models.backbone_unet.blocks import check_decoder_filters, decoder
 from training.models.efficientnet_unet.blocks import (
     BN_EPSILON,
@@ -109,14 +109,7 @@ def build_efficientnet_unet(
         raise ValueError(f"`weights` must be None or 'imagenet'. Received: weights={weights!r}")
     decoder_filters = check_decoder_filters(decoder_filters)
     validate_choice(activation, ACTIVATIONS, "activation")
-    if isinstance(input_skip_filters, bool) or not isinstance(input_skip_filters, int):
-        raise ValueError(
-            f"`input_skip_filters` must be an int >= 0. Received: {input_skip_filters!r}"
-        )
-    if input_skip_filters < 0:
-        raise ValueError(
-            f"`input_skip_filters` must be an int >= 0. Received: {input_skip_filters}"
-        )
+    validate_range(input_skip_filters, "input_skip_filters", low=0, integer=True)
 
     inputs = keras.Input((None, None, 3), name="image")
     pixels = _normalise(inputs)
