@@ -220,7 +220,30 @@ def test_evaluate_command_uses_the_run_settings(tiny_run, shared_data, tmp_path,
     assert status == 0
     report = json.loads(output.read_text())
     inference = json.loads((tiny_run / "inference.json").read_text())
+    engine = {k: report["settings"].pop(k) for k in ("precision", "runtime")}
     assert report["settings"] == {k: inference[k] for k in report["settings"]}
+    assert engine["runtime"] in {"keras", "openvino"} and engine["precision"] in {
+        "float32",
+        "bfloat16",
+    }
+    # A precision asked for is the one that runs, and the report says so.
+    assert (
+        evaluate.main(
+            [
+                str(tiny_run),
+                "--images",
+                str(images),
+                "--masks",
+                str(masks),
+                "--output",
+                str(output),
+                "--precision",
+                "bfloat16",
+            ]
+        )
+        == 0
+    )
+    assert json.loads(output.read_text())["settings"]["precision"] == "bfloat16"
     assert len(report["images"]) == 3 and 0 <= report["mean"]["dice"] <= 1
     assert "jaccard" in capsys.readouterr().out
     assert (
@@ -271,6 +294,11 @@ def test_a_pinned_precision_travels_from_the_config_to_the_metadata(tiny_run, tm
     train.train(config, runs_dir=tmp_path, resume=run_dir)
     assert len(_history(run_dir)) == EPOCHS  # no more training
     assert json.loads((run_dir / "inference.json").read_text())["precision"] == "float32"
+    # The settings were chosen and scored in that precision, not in the engine's auto (which
+    # is bfloat16 on a CPU with native bfloat16).
+    selection = json.loads((run_dir / "selection.json").read_text())
+    assert {row["precision"] for row in selection["candidates"]} == {"float32"}
+    assert json.loads((run_dir / "eval.json").read_text())["settings"]["precision"] == "float32"
     model = keras.saving.load_model(run_dir / "model.keras", safe_mode=True)
     assert staging.meta_from_run(run_dir, model, name="tiny").precision == "float32"
     assert "precision" not in json.loads((tiny_run / "inference.json").read_text())  # auto

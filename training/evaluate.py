@@ -28,6 +28,7 @@ from tiledseg._validation import validate_choice
 from tiledseg.io import read_image, read_mask
 from tiledseg.metrics import mean_metrics, metric_counts, segmentation_metrics
 from tiledseg.postprocess import postprocess
+from tiledseg.precision import PRECISIONS
 from tiledseg.tiling import downsampling_factor
 from training.config import SELECTION_METRICS
 from training.run_dir import INFERENCE_FILE, MODEL_FILE, read_json, write_json
@@ -89,6 +90,7 @@ def evaluate_pairs(
     *,
     split: str = "",
     progress: Callable[[int, int, str], None] | None = None,
+    precision: str | None = None,
 ) -> dict[str, Any]:
     """Predict each image at full size through the engine and score it against its mask.
 
@@ -99,10 +101,13 @@ def evaluate_pairs(
             postprocess), e.g. a run's ``inference.json``.
         split: str, a name for the data (recorded in the result).
         progress: called as ``progress(done, total, image_stem)`` after each image.
+        precision: the network's precision (:func:`tiledseg.predict_tiled`); default the
+            settings' own ``precision`` (a run's pinned one), else the engine's ``"auto"``.
 
     Returns:
         The ``eval.json`` dict: ``{"split", "settings", "mean", "count", "images",
-        "wall_seconds"}``; ``images`` holds one dict of metrics per image.
+        "wall_seconds"}``; ``images`` holds one dict of metrics per image, and ``settings``
+        records the runtime and precision the engine resolved, so a score says what made it.
 
     Example:
         >>> report = evaluate_pairs(model, load_pairs("../shared/data/isic2017/fullres"),
@@ -111,8 +116,10 @@ def evaluate_pairs(
     """
     if not pairs:
         raise ValueError("`pairs` is empty: there is nothing to evaluate.")
+    precision = precision if precision is not None else settings.get("precision")
     settings = {key: settings[key] for key in _SETTING_KEYS}
-    predictor = tiled_predictor(model, settings)
+    predictor = tiled_predictor(model, settings, precision=precision)
+    resolved = predictor.resolved_settings()
     rows = []
     started = time.perf_counter()
     for done, (image_path, mask_path) in enumerate(pairs, start=1):
@@ -128,7 +135,7 @@ def evaluate_pairs(
     scores = [{k: v for k, v in row.items() if k != "image"} for row in rows]
     return {
         "split": split,
-        "settings": settings,
+        "settings": {**settings, **{k: resolved[k] for k in ("precision", "runtime")}},
         "mean": mean_metrics(scores),
         "count": metric_counts(scores),
         "images": rows,
@@ -155,6 +162,7 @@ def select_inference_settings(
     postprocess_options: Sequence[dict[str, Any]] = ({},),
     metric: str = "dice",
     frame: int = 0,
+    precision: str | None = None,
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Choose tile, overlap, tta, threshold and post-processing by mean ``metric`` on ``pairs``.
 
@@ -170,9 +178,12 @@ def select_inference_settings(
         metric: str, default "dice". One of "dice", "jaccard", "threshold_jaccard",
             "sensitivity", "specificity" (higher is better).
         frame: int, default 0. The black frame the model was trained with (not searched).
+        precision: the precision the chosen settings will run in (not searched; a run's
+            ``inference.precision``), so they are chosen on what users get. Default: "auto".
 
     Returns:
-        (best settings, one row per candidate with its mean score).
+        (best settings, one row per candidate with its mean score and the runtime and
+        precision the engine ran it in).
 
     Example:
         >>> best, table = select_inference_settings(model, valid_pairs, scale=1.0,
@@ -194,7 +205,8 @@ def select_inference_settings(
         settings.update(
             tile=int(tile), overlap=float(overlap), blend=blend, tta=tta, frame=int(frame)
         )
-        predictor = tiled_predictor(model, settings)
+        predictor = tiled_predictor(model, settings, precision=precision)
+        engine = {k: predictor.resolved_settings()[k] for k in ("precision", "runtime")}
         maps = [_foreground(predictor(image)) for image in images]
         for threshold, options in itertools.product(thresholds, postprocess_options):
             candidate = {**settings, "threshold": float(threshold), "postprocess": dict(options)}
@@ -203,7 +215,7 @@ def select_inference_settings(
                 for p, t in zip(maps, truths, strict=True)
             ]
             mean = float(np.mean(scores))
-            table.append({**candidate, metric: mean})
+            table.append({**candidate, **engine, metric: mean})
             if best is None or mean > best[0]:
                 best = (mean, candidate)
     return best[1], table
@@ -221,7 +233,7 @@ def load_for_evaluation(reference: str) -> tuple[keras.Model, dict[str, Any]]:
         settings = default_settings()
         if (path / INFERENCE_FILE).is_file():
             chosen = read_json(path / INFERENCE_FILE)
-            settings.update({k: chosen[k] for k in _SETTING_KEYS if k in chosen})
+            settings.update({k: chosen[k] for k in (*_SETTING_KEYS, "precision") if k in chosen})
         return model, settings
     if path.suffix == ".keras" and path.is_file():
         return keras.saving.load_model(path, safe_mode=True), default_settings()
@@ -236,6 +248,8 @@ def load_for_evaluation(reference: str) -> tuple[keras.Model, dict[str, Any]]:
         value = getattr(meta, key, None)
         if value is not None or key == "tta":
             settings[key] = value if key != "postprocess" else dict(value or {})
+    if getattr(meta, "precision", None) is not None:
+        settings["precision"] = meta.precision
     return loaded.model, settings
 
 
@@ -261,6 +275,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--overlap", type=float)
     parser.add_argument("--threshold", type=float)
     parser.add_argument("--tta", choices=["none", "flips"])
+    parser.add_argument(
+        "--precision", choices=PRECISIONS, help="default: the model's own, else auto"
+    )
     parser.add_argument("--output", help="write the report as JSON here")
     args = parser.parse_args(argv)
 
@@ -276,6 +293,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 settings[key] = getattr(args, key)
         if args.tta:
             settings["tta"] = None if args.tta == "none" else args.tta
+        if args.precision:
+            settings["precision"] = args.precision
         pairs = load_pairs({"images": args.images, "masks": args.masks})
     except (TiledsegError, OSError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)

@@ -331,6 +331,8 @@ def _finish(run_dir: Path, config: dict[str, Any], root: Path, valid_pairs) -> d
     model = keras.saving.load_model(run_dir / MODEL_FILE, safe_mode=True)
     inference_cfg = config["inference"]
     scale = PixelScale.from_value(config["data"]["scale"])
+    # Chosen and scored in the precision the checkpoint will run in (what travels below).
+    precision = inference_cfg["precision"]
     print(f"Choosing inference settings on {len(valid_pairs)} validation images...")
     settings, table = select_inference_settings(
         model,
@@ -344,13 +346,13 @@ def _finish(run_dir: Path, config: dict[str, Any], root: Path, valid_pairs) -> d
         postprocess_options=inference_cfg["postprocess"],
         metric=inference_cfg["select_metric"],
         frame=config["data"]["frame"],
+        precision=precision,
     )
     model_cfg = config["model"]
     normalization = model_cfg["architecture"]
     if normalization == "backbone_unet":
         normalization = model_cfg["encoder"]
-    precision = inference_cfg["precision"]  # travels to the metadata unless the engine's auto
-    inference = {
+    inference = {  # the precision travels to the metadata unless it is the engine's auto
         **settings,
         **({} if precision == "auto" else {"precision": precision}),
         "downsampling": downsampling_factor(model),
@@ -376,6 +378,7 @@ def _finish(run_dir: Path, config: dict[str, Any], root: Path, valid_pairs) -> d
         settings,
         split=split_label(split),
         progress=lambda done, total, stem: print(f"  [{done}/{total}] {stem}", flush=True),
+        precision=precision,
     )
     write_json(run_dir / EVAL_FILE, report)
     return report
