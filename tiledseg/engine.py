@@ -36,7 +36,7 @@ from tiledseg.band import band_function, default_batch, row_groups, rows_per_ban
 from tiledseg.limits import check_scaled_size, check_tile_count
 from tiledseg.precision import PRECISIONS, with_precision
 from tiledseg.runtimes.select import RUNTIMES, RuntimeChoice, choose_runtime, runtime_backend
-from tiledseg.scale import PixelScale, resize_image, resize_probabilities, scaled_shape
+from tiledseg.scale import PixelScale, add_frame, resize_image, resize_probabilities, scaled_shape
 from tiledseg.tile_backend import backend_bands, is_tile_backend
 from tiledseg.tiling import (
     BLEND_MODES,
@@ -153,7 +153,7 @@ def predict_tiled(
     height, width = image.shape[:2]
     target, grid = _plan(image.shape, network, meta, settings)
     network = _runner(network, settings["precision"], runtime, grid.tile_shape)
-    scaled = _frame(resize_image(image, target), settings["frame"])
+    scaled = add_frame(resize_image(image, target), settings["frame"])
     padded = _pad(scaled, grid.padded_shape, pad_mode)
     row_weights = blend_weights(grid.rows, settings["blend"])
     if is_tile_backend(network):
@@ -241,7 +241,7 @@ def predict_whole(
         target = _target_shape(image.shape, settings["scale"])
     factor = _factor(network, meta)
     border = settings["frame"]
-    scaled = _frame(resize_image(image, target), border)
+    scaled = add_frame(resize_image(image, target), border)
     padded_shape = tuple(-(-side // factor) * factor for side in scaled.shape[:2])
     padded = _pad(scaled, padded_shape, "reflect")
     if is_tile_backend(network):  # the whole image as one tile
@@ -549,14 +549,6 @@ def _tile_side(tile: int | str, scaled: tuple[int, int], factor: int, overlap: f
         return grid.count * grid.rows.tile * grid.cols.tile, -side
 
     return min(range(smallest, largest + 1, factor), key=work)
-
-
-def _frame(image: np.ndarray, width: int) -> np.ndarray:
-    """Surround an image with ``width`` black pixels (see ``frame`` in :func:`predict_tiled`)."""
-    if width == 0:
-        return image
-    widths = ((width, width), (width, width)) + ((0, 0),) * (image.ndim - 2)
-    return np.pad(image, widths, mode="constant")
 
 
 def _pad(image: np.ndarray, shape: tuple[int, int], mode: str) -> np.ndarray:

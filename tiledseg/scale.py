@@ -15,7 +15,14 @@ import numpy as np
 
 from tiledseg._validation import validate_choice, validate_range
 
-__all__ = ["SCALE_MODES", "PixelScale", "resize_image", "resize_probabilities", "scaled_shape"]
+__all__ = [
+    "SCALE_MODES",
+    "PixelScale",
+    "add_frame",
+    "resize_image",
+    "resize_probabilities",
+    "scaled_shape",
+]
 
 SCALE_MODES = ("factor", "short_side", "long_side")
 
@@ -82,6 +89,23 @@ def resize_image(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     if image.ndim == 3 and resized.ndim == 2:  # OpenCV drops a single channel axis
         resized = resized[..., None]
     return resized
+
+
+def add_frame(image: np.ndarray, width: int) -> np.ndarray:
+    """Surround an image (or mask) with ``width`` px of zeros, at model scale.
+
+    A model trained with a frame (``frame`` in its metadata; ``data.frame`` in training) sees
+    where a slide ends; training and the engine both frame through this one function.
+
+    Example:
+        >>> add_frame(np.ones((2, 3), np.uint8), 1).shape
+        (4, 5)
+    """
+    validate_range(width, "frame", low=0, integer=True)
+    if width == 0:
+        return image
+    widths = ((width, width), (width, width)) + ((0, 0),) * (image.ndim - 2)
+    return np.pad(image, widths, mode="constant")
 
 
 def resize_probabilities(probabilities: np.ndarray, shape: tuple[int, int]) -> np.ndarray:

@@ -20,14 +20,13 @@ import numpy as np
 
 from tiledseg._validation import validate_range
 from tiledseg.io import image_size, pair_images_and_masks, read_image, read_mask
-from tiledseg.scale import PixelScale, resize_image, scaled_shape
+from tiledseg.scale import PixelScale, add_frame, resize_image, scaled_shape
 from training.augment import Augmenter
 
 __all__ = [
     "SegmentationDataset",
     "crop_starts",
     "frame_crop",
-    "frame_pair",
     "load_pairs",
     "pad_to_size",
     "prepare_pair",
@@ -181,17 +180,6 @@ def random_crop(
     return image[top : top + size, left : left + size], mask[top : top + size, left : left + size]
 
 
-def frame_pair(image: np.ndarray, mask: np.ndarray, frame: int) -> tuple[np.ndarray, np.ndarray]:
-    """Surround a pair with ``frame`` px of black image and background mask (0: unchanged)."""
-    if frame == 0:
-        return image, mask
-    framed = [
-        cv2.copyMakeBorder(array, frame, frame, frame, frame, cv2.BORDER_CONSTANT, value=0)
-        for array in (image, mask)
-    ]
-    return framed[0], framed[1]
-
-
 def frame_crop(
     image: np.ndarray, mask: np.ndarray, size: int, frame: int, rng: np.random.Generator
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -324,7 +312,8 @@ class SegmentationDataset(keras.utils.PyDataset):
         if self._cache is not None and index in self._cache:
             return self._cache[index]
         image, mask = read_pair(*self.pairs[index])
-        prepared = frame_pair(*prepare_pair(image, mask, self.scale), self.frame)
+        image, mask = prepare_pair(image, mask, self.scale)
+        prepared = add_frame(image, self.frame), add_frame(mask, self.frame)
         if self._cache is not None:
             self._cache[index] = prepared
         return prepared
