@@ -1,6 +1,9 @@
-"""The GPU benchmark's code path on CPU, and MONAI's sliding window against tiledseg's tiler.
+"""The benchmarks' code paths on small real inputs, and MONAI's sliding window against
+tiledseg's tiler.
 
-Both run in subprocesses: the benchmark on JAX, MONAI on PyTorch (the suite runs on TensorFlow).
+Each runs in a subprocess, as a user runs it: the GPU benchmark on JAX, MONAI on PyTorch, the
+CPU benchmarks on TensorFlow. The speeds they print are not asserted (they belong to the
+machine); what is checked is that every row runs, says what ran it, and agrees with Keras.
 Run as a script, this file is the PyTorch worker: ``python tests/test_benchmarks.py monai OUT``.
 """
 
@@ -81,6 +84,86 @@ def test_benchmark_runs_end_to_end_on_cpu(tmp_path):
     assert document["models"]["seedlike-3L"]["parameters"] > 0
     assert document["machine"]["backend"] == "jax" and document["skipped"] == []
     assert "| jax | seedlike-3L | 320x224 | tiledseg |" in done.stdout
+
+
+def test_cpu_runtime_benchmark_runs_every_row_on_a_real_slide(tmp_path):
+    """bench_cpu_runtimes (the README's runtime table) on the bundled blood-cell UNet and a real
+    slide shrunk to 320x256: one tile per call, every runtime's row and the auto row."""
+    from benchmarks.bench_cpu_runtimes import DEFAULT, rows_for
+    from tiledseg.runtimes.cpu import native_bfloat16
+
+    out = tmp_path / "runtimes.json"
+    done = _run(
+        "tensorflow",
+        [
+            *("-m", "benchmarks.bench_cpu_runtimes", "--cases", "unet-bloodcell:320x256"),
+            *("--repeats", "1", "--json", str(out)),
+        ],
+    )
+    document = json.loads(out.read_text())
+    assert document["machine"]["native_bfloat16"] == native_bfloat16()
+    (case,) = document["cases"]
+    rows = {(row["runtime"], row["precision"]): row for row in case["rows"]}
+    expected = rows_for(native_bfloat16(), ["keras", "openvino", "onnxruntime"])
+    assert list(rows) == expected
+    auto = choose_runtime("auto", "auto", on_gpu=False)  # unet-bloodcell pins no precision
+    assert rows[("auto", DEFAULT)]["ran_as"] == [auto.runtime, auto.precision]
+    for (runtime, precision), row in rows.items():
+        if runtime != "auto":
+            assert row["ran_as"] == [runtime, precision]
+        assert row["tiles"] == 1 and row["end_to_end_s"] > 0 and row["model_only_s"] > 0
+        limit = 1e-4 if row["ran_as"][1] == "float32" else 0.1
+        assert row["max_abs_diff_vs_keras_f32"] <= limit, (runtime, precision)
+    # One conversion per runtime (one OpenVINO file serves both its precisions), timed.
+    converted = sorted(entry["entry"].split("/")[1].split("-")[0] for entry in case["conversions"])
+    assert converted == ["onnx", "openvino"]
+    assert all(entry["conversion_s"] > 0 for entry in case["conversions"])
+    assert set(document["second_start_s"]) == {
+        "unet-bloodcell/openvino",
+        "unet-bloodcell/onnxruntime",
+    }
+    speedup = "openvino-float32 end_to_end speedup vs keras-float32"
+    assert case["ratios"][speedup] > 0 and '"second_start_s"' in done.stdout
+
+
+def test_tiling_benchmark_times_every_method_on_one_grid(tmp_path):
+    """bench_tiling (the README's engine-overhead table) on a small seed-like UNet."""
+    out = tmp_path / "tiling.json"
+    done = _run(
+        "tensorflow",
+        [
+            *("benchmarks/bench_tiling.py", "--levels", "2", "--filters", "4"),
+            *("--sizes", "320x224", "--tile", "128", "--repeats", "1", "--json", str(out)),
+        ],
+    )
+    document = json.loads(out.read_text())
+    methods = {row["method"] for row in document["rows"]}
+    assert {"tiledseg", "model-only", "whole-image", "seeds"} <= methods
+    assert all(row["median_s"] > 0 for row in document["rows"])
+    assert document["machine"]["backend"] == "tensorflow"
+    assert any("tiledseg/model-only" in line for line in document["ratios"])
+    assert "tiledseg/model-only" in done.stdout
+
+
+def test_train_step_benchmark_times_both_precisions(tmp_path):
+    """bench_train_step (float32 against mixed bfloat16) on a tiny config: one child process
+    per dtype policy, as Keras' policy is global."""
+    config = tmp_path / "tiny.toml"
+    config.write_text(
+        "[model]\nbase_filters = 4\nnum_levels = 2\n"
+        "[data]\ncrop_size = 64\n[train]\nbatch_size = 2\n",
+        encoding="utf-8",
+    )
+    out = tmp_path / "steps.json"
+    done = _run(
+        "tensorflow",
+        ["-m", "benchmarks.bench_train_step", str(config), "--steps", "1", "--json", str(out)],
+    )
+    rows = json.loads(out.read_text())["rows"]
+    assert [row["policy"] for row in rows] == ["float32", "mixed_bfloat16"]
+    assert all(row["step_s"] > 0 and row["crop"] == 64 and row["batch"] == 2 for row in rows)
+    assert rows[0]["parameters"] == rows[1]["parameters"] > 0
+    assert "the speed of float32" in done.stdout
 
 
 def test_monai_sliding_window_agrees_with_tiledseg(tmp_path):
