@@ -76,13 +76,24 @@ def main(argv=None) -> int:
     if args.policy:
         print(json.dumps(one_policy(args.config, args.policy, args.steps, args.frozen)))
         return 0
+    from training.config import load_config
+
+    try:  # a bad config fails here, once, rather than in each child
+        load_config(args.config)
+    except (OSError, ValueError, TypeError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     rows = []
     for policy in POLICIES:
         command = [sys.executable, "-m", "benchmarks.bench_train_step", str(args.config)]
         command += ["--policy", policy, "--steps", str(args.steps)]
         command += ["--frozen"] if args.frozen else []
         env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "KERAS_BACKEND": "tensorflow"}
-        done = subprocess.run(command, capture_output=True, text=True, env=env, check=True)
+        done = subprocess.run(command, capture_output=True, text=True, env=env)
+        if done.returncode != 0:  # the child's own error, not a bare CalledProcessError
+            print(done.stderr[-3000:], file=sys.stderr)
+            print(f"error: the {policy} step failed (exit {done.returncode})", file=sys.stderr)
+            return 1
         row = json.loads(done.stdout.strip().splitlines()[-1])
         rows.append(row)
         print(f"{policy}: {row['step_s']:.2f} s a step (batch {row['batch']}, {row['crop']} px)")

@@ -164,6 +164,14 @@ def test_train_step_benchmark_times_both_precisions(tmp_path):
     assert all(row["step_s"] > 0 and row["crop"] == 64 and row["batch"] == 2 for row in rows)
     assert rows[0]["parameters"] == rows[1]["parameters"] > 0
     assert "the speed of float32" in done.stdout
+    missing = subprocess.run(
+        [sys.executable, "-m", "benchmarks.bench_train_step", str(tmp_path / "none.toml")],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert missing.returncode == 2 and "none.toml does not exist" in missing.stderr
 
 
 def test_monai_sliding_window_agrees_with_tiledseg(tmp_path):
