@@ -267,3 +267,80 @@ def test_inference_candidates_are_checked_before_training(override, message):
     check_inference_config(load_config(CONFIGS / "isic2017.toml"))
     with pytest.raises(ValueError, match=message):
         check_inference_config(load_config(CONFIGS / "isic2017.toml", overrides=[override]))
+
+
+def test_a_config_extends_another_relative_to_itself(tmp_path):
+    """``extends`` takes a file's settings first: single values and lists are replaced, tables
+    merge key by key, and chains resolve in order."""
+    (tmp_path / "bases").mkdir()
+    (tmp_path / "bases" / "base.toml").write_text(
+        'name = "base"\n[model]\nbase_filters = 8\nnum_levels = 3\n'
+        "[train]\nepochs = 4\n[inference]\nthreshold = [0.4, 0.5]\n"
+        '[dataset]\nname = "Base"\nid = "b"\n',
+        encoding="utf-8",
+    )
+    (tmp_path / "middle.toml").write_text(
+        'extends = "bases/base.toml"\nname = "middle"\n[train]\nepochs = 6\n', encoding="utf-8"
+    )
+    (tmp_path / "child.toml").write_text(
+        'extends = "middle.toml"\n[model]\nnum_levels = 4\n'
+        '[inference]\nthreshold = [0.6]\n[dataset]\nid = "c"\n',
+        encoding="utf-8",
+    )
+    config = load_config(tmp_path / "child.toml", overrides=["train.epochs=7"])
+    assert config["name"] == "middle" and "extends" not in config
+    assert (config["model"]["base_filters"], config["model"]["num_levels"]) == (8, 4)
+    assert config["inference"]["threshold"] == [0.6]  # a list is replaced, not appended to
+    assert config["dataset"] == {"name": "Base", "id": "c"}
+    assert config["train"]["epochs"] == 7  # --set comes last
+    assert load_config(tmp_path / "middle.toml")["train"]["epochs"] == 6
+    # The resolved config is what a run directory stores: it stands alone.
+    written = tmp_path / "resolved.toml"
+    written.write_text(to_toml(config), encoding="utf-8")
+    assert load_config(written) == config
+
+
+def test_extends_errors_name_the_files(tmp_path):
+    (tmp_path / "orphan.toml").write_text('extends = "gone.toml"\n', encoding="utf-8")
+    with pytest.raises(
+        FileNotFoundError, match=r"gone\.toml does not exist \(extended by .*orphan"
+    ):
+        load_config(tmp_path / "orphan.toml")
+    (tmp_path / "a.toml").write_text('extends = "b.toml"\n', encoding="utf-8")
+    (tmp_path / "b.toml").write_text('extends = "a.toml"\n', encoding="utf-8")
+    with pytest.raises(ValueError, match=r"cycle: .*a\.toml -> .*b\.toml -> .*a\.toml"):
+        load_config(tmp_path / "a.toml")
+    (tmp_path / "number.toml").write_text("extends = 3\n", encoding="utf-8")
+    with pytest.raises(TypeError, match=r"must be a path to another TOML file\. Received: 3"):
+        load_config(tmp_path / "number.toml")
+    (tmp_path / "typo.toml").write_text("[train]\nepoch = 3\n", encoding="utf-8")
+    (tmp_path / "on_typo.toml").write_text('extends = "typo.toml"\n', encoding="utf-8")
+    with pytest.raises(ValueError, match="Did you mean 'epochs'"):
+        load_config(tmp_path / "on_typo.toml")
+
+
+@pytest.mark.parametrize(
+    ("child", "base", "changed"),
+    [
+        ("effunet-bloodcell-fullres", "effunet-bloodcell", {("model", "input_skip_filters")}),
+        (
+            "effunet-bloodcell-frame",
+            "effunet-bloodcell-ft512",
+            {
+                ("data", "frame"),
+                ("train", "epochs"),
+                ("train", "learning_rate"),
+            },
+        ),
+    ],
+)
+def test_shipped_experiments_differ_from_their_base_only_where_they_say(child, base, changed):
+    ours, theirs = load_config(CONFIGS / f"{child}.toml"), load_config(CONFIGS / f"{base}.toml")
+    differing = {
+        (table, key)
+        for table, values in ours.items()
+        if isinstance(values, dict)
+        for key in values
+        if values[key] != theirs[table].get(key)
+    }
+    assert differing == changed and ours["name"] == child

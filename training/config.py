@@ -227,6 +227,10 @@ def load_config(
 ) -> dict[str, Any]:
     """Build an experiment config: defaults, then a seeds' INI file, the TOML file, overrides.
 
+    A TOML file may start from another: ``extends = "effunet-bloodcell.toml"`` (a path relative
+    to the file) takes that file's settings, and this file's keys then replace single values
+    (tables merge key by key, lists are replaced whole). Chains are allowed; cycles are not.
+
     Args:
         path: TOML experiment file, or None.
         overrides: ``"a.b=value"`` strings (``--set``), applied last.
@@ -248,18 +252,35 @@ def load_config(
     if seed_config is not None:
         config = _merge(config, read_seed_config(seed_config))
     if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"Config file {path} does not exist.")
-        try:
-            config = _merge(config, tomllib.loads(path.read_text(encoding="utf-8")))
-        except tomllib.TOMLDecodeError as error:
-            raise ValueError(f"Config file {path} is not valid TOML: {error}") from error
+        config = _merge(config, _read_toml(Path(path), ()))
     for assignment in overrides:
         config = apply_override(config, assignment)
     _check(config, DEFAULTS, ())
     config["augment"] = {**AUGMENT_DEFAULTS, **config["augment"]}
     return config
+
+
+def _read_toml(path: Path, chain: tuple[Path, ...]) -> dict[str, Any]:
+    """A TOML file's tables over those of the file its ``extends`` names (relative to it)."""
+    if not path.is_file():
+        named = f" (extended by {chain[-1]})" if chain else ""
+        raise FileNotFoundError(f"Config file {path} does not exist{named}.")
+    if path.resolve() in chain:
+        cycle = " -> ".join(str(p) for p in (*chain, path.resolve()))
+        raise ValueError(f"Config files extend each other in a cycle: {cycle}")
+    try:
+        document = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as error:
+        raise ValueError(f"Config file {path} is not valid TOML: {error}") from error
+    base = document.pop("extends", None)
+    if base is None:
+        return document
+    if not isinstance(base, str):
+        raise TypeError(
+            f"`extends` in {path} must be a path to another TOML file. Received: {base!r}"
+        )
+    inherited = _read_toml(path.parent / base, (*chain, path.resolve()))
+    return _merge(inherited, document)
 
 
 def check_inference_config(config: dict[str, Any]) -> None:
