@@ -254,8 +254,9 @@ def test_ctrl_c_prints_one_line_and_leaves_only_complete_outputs(shared_data, mo
         text=True,
         env=env,
         cwd=REPO_ROOT,
-        # A terminal's Ctrl-C: a child inherits SIGINT ignored where its parent ignores it (in
-        # the full suite something had left it so), and Python then installs no handler.
+        # A terminal's Ctrl-C. A shell without job control starts a background job (`pytest &`,
+        # as CI runners and nohup scripts do) with SIGINT ignored; children inherit that, and
+        # Python then installs no handler. So the child gets the default a terminal gives.
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     first = process.stdout.readline()  # one image done: the run is in the middle of its work
