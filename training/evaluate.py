@@ -76,6 +76,12 @@ def tiled_predictor(
     )
 
 
+def _what_ran(predictor: TiledPredictor) -> dict[str, str]:
+    """The runtime and precision the engine resolved, recorded beside each score."""
+    resolved = predictor.resolved_settings()
+    return {"precision": resolved["precision"], "runtime": resolved["runtime"]}
+
+
 def _foreground(probabilities: np.ndarray) -> np.ndarray:
     # Binary evaluation: a softmax model's foreground is every class but 0.
     if probabilities.ndim == 3 and probabilities.shape[2] > 1:
@@ -119,7 +125,6 @@ def evaluate_pairs(
     precision = precision if precision is not None else settings.get("precision")
     settings = {key: settings[key] for key in _SETTING_KEYS}
     predictor = tiled_predictor(model, settings, precision=precision)
-    resolved = predictor.resolved_settings()
     rows = []
     started = time.perf_counter()
     for done, (image_path, mask_path) in enumerate(pairs, start=1):
@@ -135,7 +140,7 @@ def evaluate_pairs(
     scores = [{k: v for k, v in row.items() if k != "image"} for row in rows]
     return {
         "split": split,
-        "settings": {**settings, **{k: resolved[k] for k in ("precision", "runtime")}},
+        "settings": {**settings, **_what_ran(predictor)},
         "mean": mean_metrics(scores),
         "count": metric_counts(scores),
         "images": rows,
@@ -206,7 +211,7 @@ def select_inference_settings(
             tile=int(tile), overlap=float(overlap), blend=blend, tta=tta, frame=int(frame)
         )
         predictor = tiled_predictor(model, settings, precision=precision)
-        engine = {k: predictor.resolved_settings()[k] for k in ("precision", "runtime")}
+        engine = _what_ran(predictor)
         maps = [_foreground(predictor(image)) for image in images]
         for threshold, options in itertools.product(thresholds, postprocess_options):
             candidate = {**settings, "threshold": float(threshold), "postprocess": dict(options)}
