@@ -259,6 +259,7 @@ def test_a_non_seed_ini_is_refused(tmp_path):
         ("inference.postprocess=[{fill_hole=true}]", "Did you mean 'fill_holes'"),
         ("inference.overlap=[1.0]", r"must be in \[0.0, 1.0\)"),
         ("inference.threshold=[1.5]", "inference.threshold"),
+        ("inference.select_margin=-0.01", r"inference\.select_margin.*must be in \[0.0, 1.0\)"),
         ('inference.blend="gauss"', "Did you mean 'gaussian'"),
         ('inference.classes=[{name="x"}]', "exactly `name` and `color`"),
     ],

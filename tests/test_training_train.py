@@ -134,6 +134,7 @@ def test_run_directory_follows_the_contract(tiny_run):
     }
     selection = json.loads((tiny_run / "selection.json").read_text())
     assert selection["metric"] == "dice" and len(selection["candidates"]) == 4
+    assert selection["margin"] == 0.0
     best = max(selection["candidates"], key=lambda row: row["dice"])
     assert (best["threshold"], best["postprocess"]) == (
         inference["threshold"],
@@ -308,6 +309,32 @@ def test_a_pinned_precision_travels_from_the_config_to_the_metadata(tiny_run, tm
             runs_dir=tmp_path,
             resume=run_dir,
         )
+
+
+def test_a_selection_margin_keeps_the_first_listed_candidate_near_the_best(tiny_run):
+    """With ``margin`` the choice is the first candidate, in the order listed, within that much
+    of the best score; with 0 it is the best (the first of equals)."""
+    model = keras.saving.load_model(tiny_run / "model.keras", safe_mode=True)
+    pairs = load_pairs(load_config(tiny_run / "config.toml")["data"]["valid"])
+    options = {
+        "scale": {"mode": "short_side", "value": 64},
+        "tiles": [64],
+        "thresholds": [0.1, 0.3, 0.5, 0.7, 0.9],
+        "precision": "float32",
+    }
+    chosen, table = evaluate.select_inference_settings(model, pairs, **options)
+    scores = [row["dice"] for row in table]
+    assert len(set(scores)) > 2, scores  # else the margins below could not tell rows apart
+    assert chosen["threshold"] == table[scores.index(max(scores))]["threshold"]
+    for score in sorted(set(scores)):
+        margin = max(scores) - score
+        chosen, _ = evaluate.select_inference_settings(
+            model, pairs, **options, margin=margin + 1e-9
+        )
+        first = next(row for row in table if row["dice"] >= score)
+        assert chosen["threshold"] == first["threshold"], (margin, scores)
+    with pytest.raises(ValueError, match="margin"):
+        evaluate.select_inference_settings(model, pairs, **options, margin=1.0)
 
 
 def test_the_model_zoo_accepts_the_run_directory(tiny_run):

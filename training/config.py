@@ -114,6 +114,8 @@ DEFAULTS: dict[str, Any] = {
         "threshold": [0.5],
         "postprocess": [{}],
         "select_metric": "dice",
+        # keep the first-listed candidate within this much of the best score (0: the best)
+        "select_margin": 0.0,
         "classes": [{"name": "foreground", "color": [255, 64, 64]}],
     },
     "eval": {"split": ""},
@@ -293,6 +295,13 @@ def check_inference_config(config: dict[str, Any]) -> None:
     """
     inference = config["inference"]
     validate_choice(inference["select_metric"], SELECTION_METRICS, "inference.select_metric")
+    validate_range(
+        inference["select_margin"],
+        "inference.select_margin",
+        low=0.0,
+        high=1.0,
+        high_inclusive=False,
+    )
     validate_choice(inference["blend"], BLEND_MODES, "inference.blend")
     for tta in inference["tta"]:
         validate_choice(tta, ("none", "flips"), "inference.tta")

@@ -24,7 +24,7 @@ import numpy as np
 
 from tiledseg import PixelScale, TiledPredictor
 from tiledseg import metrics as tiledseg_metrics
-from tiledseg._validation import validate_choice
+from tiledseg._validation import validate_choice, validate_range
 from tiledseg.io import read_image, read_mask
 from tiledseg.metrics import mean_metrics, metric_counts, segmentation_metrics
 from tiledseg.postprocess import postprocess
@@ -168,12 +168,15 @@ def select_inference_settings(
     metric: str = "dice",
     frame: int = 0,
     precision: str | None = None,
+    margin: float = 0.0,
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Choose tile, overlap, tta, threshold and post-processing by mean ``metric`` on ``pairs``.
 
     Each (tile, overlap, tta) needs one pass of the engine over the images; thresholds and
-    post-processing options are then tried on the kept probability maps. Ties keep the earlier
-    candidate, so list the defaults first.
+    post-processing options are then tried on the kept probability maps. The choice is the
+    first candidate, in the order listed, that scores within ``margin`` of the best one: ties
+    (and, with a margin, gains too small to trust) keep the earlier candidate, so list the
+    defaults and the cheaper settings (no flips) first.
 
     Args:
         model: keras.Model.
@@ -185,6 +188,9 @@ def select_inference_settings(
         frame: int, default 0. The black frame the model was trained with (not searched).
         precision: the precision the chosen settings will run in (not searched; a run's
             ``inference.precision``), so they are chosen on what users get. Default: "auto".
+        margin: float in [0, 1), default 0. How far below the best mean score a candidate
+            listed earlier may be and still be chosen: e.g. 0.001 keeps no flips (a quarter of
+            the tile passes) unless flips gain more than 0.001.
 
     Returns:
         (best settings, one row per candidate with its mean score and the runtime and
@@ -196,6 +202,7 @@ def select_inference_settings(
     """
     if not pairs:
         raise ValueError("`pairs` is empty: there is nothing to choose settings on.")
+    validate_range(margin, "margin", low=0.0, high=1.0, high_inclusive=False)
     score = _scorer(metric)
     truths = []
     images = []
@@ -204,7 +211,7 @@ def select_inference_settings(
         images.append(image)
         truths.append(read_mask(mask_path, shape=image.shape[:2]))
     table = []
-    best: tuple[float, dict[str, Any]] | None = None
+    candidates = []
     for tile, overlap, tta in itertools.product(tiles, overlaps, ttas):
         settings = default_settings(scale)
         settings.update(
@@ -221,9 +228,10 @@ def select_inference_settings(
             ]
             mean = float(np.mean(scores))
             table.append({**candidate, **engine, metric: mean})
-            if best is None or mean > best[0]:
-                best = (mean, candidate)
-    return best[1], table
+            candidates.append(candidate)
+    best = max(row[metric] for row in table)
+    chosen = next(i for i, row in enumerate(table) if row[metric] >= best - margin)
+    return candidates[chosen], table
 
 
 def load_for_evaluation(reference: str) -> tuple[keras.Model, dict[str, Any]]:

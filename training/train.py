@@ -347,6 +347,7 @@ def _finish(run_dir: Path, config: dict[str, Any], root: Path, valid_pairs) -> d
         metric=inference_cfg["select_metric"],
         frame=config["data"]["frame"],
         precision=precision,
+        margin=inference_cfg["select_margin"],
     )
     model_cfg = config["model"]
     normalization = model_cfg["architecture"]
@@ -365,6 +366,7 @@ def _finish(run_dir: Path, config: dict[str, Any], root: Path, valid_pairs) -> d
     selection = {
         "split": split_label(config["data"]["valid"]),
         "metric": inference_cfg["select_metric"],
+        "margin": inference_cfg["select_margin"],
         "candidates": table,
     }
     write_json(run_dir / SELECTION_FILE, selection)
