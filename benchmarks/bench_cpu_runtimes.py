@@ -122,7 +122,8 @@ def model_only(predictor: Any, image: np.ndarray) -> tuple[Any, int]:
     )
     if is_tile_backend(runner):
         batch = runner.batch_size
-        chunks = _chunks(tiles, batch, pad=True)  # fixed-shape calls, as the engine sends them
+        # The calls the engine sends: the last one padded only for a fixed-batch backend.
+        chunks = _chunks(tiles, batch, pad=getattr(runner, "fixed_batch", True))
         return (lambda: [runner.predict_tiles(chunk) for chunk in chunks]), batch
     batch = default_batch(grid)
     chunks = [keras.ops.convert_to_tensor(c) for c in _chunks(tiles, batch, pad=False)]

@@ -102,6 +102,30 @@ def test_float32_runtimes_match_keras_on_a_real_slide(bloodcell, slide, runtime)
 
 
 @pytest.mark.parametrize("runtime", RUNTIMES)
+def test_a_one_tile_image_runs_one_tile_not_a_padded_batch(bloodcell, slide, runtime):
+    """The runtimes take any batch size: a small image is one call of one tile (it was padded
+    to batch_size=4, four times the work, which made OpenVINO slower than Keras on photos)."""
+    backend = runtime_backend(bloodcell.model, choose_runtime(runtime, "float32", on_gpu=False))
+    assert backend.fixed_batch is False and backend.batch_size == 4
+    sent = []
+    run = backend.predict_tiles
+
+    def recording(batch):
+        sent.append(batch.shape)
+        return run(batch)
+
+    backend.predict_tiles = recording
+    try:
+        small = slide[:300, :400]
+        probs = predict_tiled(small, bloodcell, runtime=runtime, precision="float32")
+    finally:
+        del backend.predict_tiles
+    assert sent == [(1, 304, 400, 3)]
+    keras_probs = predict_tiled(small, bloodcell, runtime="keras", precision="float32")
+    assert float(np.max(np.abs(probs - keras_probs))) < 1e-4
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
 def test_encoder_layers_convert_and_match_with_flips(runtime):
     # tf2onnx (behind Keras' ONNX export) leaves a Normalization's constant mean and variance
     # as unfed graph inputs; OpenVINO converts them. ONNX gets the statistics as weights.

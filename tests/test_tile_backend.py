@@ -23,10 +23,21 @@ from tiledseg.tile_backend import is_tile_backend
 class _Backend:
     """Runs ``function`` on each batch, from several threads; records what it was sent."""
 
-    def __init__(self, function, *, downsampling=1, batch_size=3, max_in_flight=3, delay=0.0):
+    def __init__(
+        self,
+        function,
+        *,
+        downsampling=1,
+        batch_size=3,
+        max_in_flight=3,
+        delay=0.0,
+        fixed_batch=None,
+    ):
         self.function = function
         self.meta = SimpleNamespace(downsampling=downsampling)
         self.batch_size = batch_size
+        if fixed_batch is not None:  # else absent, as on a backend that predates it
+            self.fixed_batch = fixed_batch
         self.max_in_flight = max_in_flight
         self.delay = delay
         self.shapes: list[tuple[int, ...]] = []
@@ -115,6 +126,24 @@ def test_explicit_batch_size_wins_and_progress_reports_every_band():
     )
     assert {s[0] for s in backend.shapes} == {2}
     assert calls == [(6 * row, 36) for row in range(1, 7)]  # 6 row bands of 6 tiles
+
+
+@pytest.mark.parametrize("tta", [None, "flips"])
+def test_a_backend_without_a_fixed_batch_gets_only_the_tiles_left(tta):
+    """A dynamic-batch backend (OpenVINO, ONNX Runtime) is not sent padding: 10 tiles at batch
+    3 are calls of 3, 3, 3 and 1 (with flips, 40 views: 13 calls of 3 and one of 1); a backend
+    that does not say is sent fixed-size calls, and both give the same probabilities."""
+    image = _image((80, 190))  # 2 x 5 tiles
+    settings = {"tile": 48, "overlap": 0.25, "tta": tta}
+    dynamic = _Backend(_channel_plus_one, max_in_flight=2, delay=0.002, fixed_batch=False)
+    fixed = _Backend(_channel_plus_one, max_in_flight=2, delay=0.002)
+    got = predict_tiled(image, dynamic, **settings)
+    np.testing.assert_array_equal(got, predict_tiled(image, fixed, **settings))
+    views = 4 if tta else 1
+    tiles = TiledPredictor(dynamic, tile=48, overlap=0.25).grid(image.shape).count * views
+    assert tiles == 10 * views
+    assert [shape[0] for shape in dynamic.shapes] == [3] * (tiles // 3) + [1]
+    assert [shape[0] for shape in fixed.shapes] == [3] * (tiles // 3 + 1)
 
 
 def test_wrong_output_shape_is_a_clear_error():

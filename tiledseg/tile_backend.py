@@ -3,18 +3,20 @@
 A tile backend is any object with a method ``predict_tiles(batch) -> probabilities`` taking a
 float32 NumPy batch ``(N, h, w, C)`` of pixel values 0-255 and returning float32
 ``(N, h, w, K)``, plus ``.meta`` (zoo metadata) like a zoo model. It may also have
-``batch_size`` (tiles per call) and ``max_in_flight`` (calls at once; ``predict_tiles`` must then
-be thread-safe). :class:`tiledseg.serving.ServingModel` is one: it sends each batch to
-TensorFlow Serving.
+``batch_size`` (tiles per call), ``max_in_flight`` (calls at once; ``predict_tiles`` must then
+be thread-safe) and ``fixed_batch`` (default True: every call carries exactly ``batch_size``
+tiles; False: the last call carries only the tiles left). :class:`tiledseg.serving.ServingModel`
+is one: it sends each batch to TensorFlow Serving.
 
 A remote network cannot run inside the engine's compiled band function, so for a tile backend
 :func:`tiledseg.engine.predict_tiled` calls :func:`backend_bands` instead: the same grid, the same
 blend weights (:func:`tiledseg.tiling.blend_weights`) and the same test-time flips, done here in
-NumPy. Tiles are cut band after band and sent in fixed-size batches (the last one padded with
-copies of its last tile), several batches in flight, spanning band boundaries so that narrow
-images keep the pipeline full. Results are taken in submission order whatever order they arrive
-in, each tile is weighted and overlap-added into its own band, and a band is handed back as soon
-as all of its tiles are in. Memory beyond the image and the map stays at a few bands.
+NumPy. Tiles are cut band after band and sent in batches of ``batch_size`` (for a fixed-batch
+backend, the last one padded with copies of its last tile), several batches in flight, spanning
+band boundaries so that narrow images keep the pipeline full. Results are taken in submission
+order whatever order they arrive in, each tile is weighted and overlap-added into its own band,
+and a band is handed back as soon as all of its tiles are in. Memory beyond the image and the
+map stays at a few bands.
 """
 
 from __future__ import annotations
@@ -68,6 +70,7 @@ def backend_bands(
             backend raises (e.g. a server error) is passed on unchanged.
     """
     batch_size = int(batch_size or getattr(backend, "batch_size", None) or DEFAULT_BACKEND_BATCH)
+    fixed_batch = bool(getattr(backend, "fixed_batch", True))
     in_flight = max(1, int(getattr(backend, "max_in_flight", None) or 1))
     views = 4 if tta == "flips" else 1
     col_weights = blend_weights(grid.cols, blend)[:, None, :, None]  # (cols, 1, tile_w, 1)
@@ -93,7 +96,8 @@ def backend_bands(
                 chunk = next(chunks, None)
                 if chunk is None:
                     break
-                batch = _cut(padded, grid, chunk, batch_size, tile_h, tile_w)
+                size = batch_size if fixed_batch else len(chunk)
+                batch = _cut(padded, grid, chunk, size, tile_h, tile_w)
                 pending.append((pool.submit(backend.predict_tiles, batch), chunk, batch.shape))
             # Oldest first: responses may arrive in any order, the sums are always the same.
             future, chunk, sent_shape = pending.popleft()
@@ -124,7 +128,7 @@ def _cut(padded, grid: TileGrid, chunk, batch_size: int, tile_h: int, tile_w: in
     for index, (band, view, col) in enumerate(chunk):
         y, x = grid.rows.starts[band], grid.cols.starts[col]
         batch[index] = _flip(padded[y : y + tile_h, x : x + tile_w], view)
-    # Fixed-shape calls: a server compiles and batches one shape, so pad the last batch.
+    # Fixed-shape calls (a server compiles and batches one shape): pad the last batch.
     batch[len(chunk) :] = batch[len(chunk) - 1]
     return batch
 

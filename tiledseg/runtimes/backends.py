@@ -6,9 +6,11 @@ probabilities ``(N, h, w, K)``: :func:`tiledseg.predict_tiled` cuts, flips, weig
 the tiles on the host (:mod:`tiledseg.tile_backend`), exactly as for TF Serving. Neither class
 imports Keras or TensorFlow: an exported model runs with only its runtime (and NumPy) installed.
 
-Two batches are in flight by default, so the host cuts and blends one batch while the runtime
-computes the other (each thread has its own OpenVINO infer request; an ONNX Runtime session is
-thread-safe).
+Both take any batch size (the networks are converted with a dynamic batch), so the engine sends
+the last batch of an image with only the tiles left instead of padding it: a photo that is one
+tile runs one tile, not ``batch_size``. Two batches are in flight by default, so the host cuts
+and blends one batch while the runtime computes the other (each thread has its own OpenVINO
+infer request; an ONNX Runtime session is thread-safe).
 """
 
 from __future__ import annotations
@@ -58,6 +60,7 @@ class OpenVINOModel:
     """
 
     runtime = "openvino"
+    fixed_batch = False  # dynamic batch: the last call carries only the tiles left
 
     def __init__(
         self,
@@ -135,6 +138,7 @@ class OnnxRuntimeModel:
     """
 
     runtime = "onnxruntime"
+    fixed_batch = False  # dynamic batch: the last call carries only the tiles left
 
     def __init__(
         self,
