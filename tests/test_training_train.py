@@ -250,6 +250,19 @@ def test_evaluate_command_uses_the_run_settings(tiny_run, shared_data, tmp_path,
     assert (
         evaluate.main([str(tiny_run), "--images", str(tmp_path / "no"), "--masks", str(masks)]) == 2
     )
+    # A bad setting or a corrupt image is one error line, not a traceback.
+    arguments = [str(tiny_run), "--images", str(images), "--masks", str(masks)]
+    capsys.readouterr()
+    assert evaluate.main([*arguments, "--threshold", "1.5"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "error: `threshold` must be in [0, 1]. Received: threshold=1.5"
+    )
+    first = sorted(images.iterdir())[0]
+    first.unlink()
+    first.write_bytes(b"\xff\xd8 not a JPEG")
+    assert evaluate.main(arguments) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("error: ") and first.name in error and "Traceback" not in error
 
 
 def test_train_command_reports_config_errors(tmp_path, capsys):

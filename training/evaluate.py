@@ -27,7 +27,7 @@ from tiledseg import metrics as tiledseg_metrics
 from tiledseg._validation import validate_choice, validate_range
 from tiledseg.io import read_image, read_mask
 from tiledseg.metrics import mean_metrics, metric_counts, segmentation_metrics
-from tiledseg.postprocess import postprocess
+from tiledseg.postprocess import postprocess, validate_postprocess_options
 from tiledseg.precision import PRECISIONS
 from tiledseg.tiling import downsampling_factor
 from training.config import SELECTION_METRICS
@@ -124,6 +124,8 @@ def evaluate_pairs(
         raise ValueError("`pairs` is empty: there is nothing to evaluate.")
     precision = precision if precision is not None else settings.get("precision")
     settings = {key: settings[key] for key in _SETTING_KEYS}
+    # Every setting is checked before the first image, not after minutes of them.
+    validate_postprocess_options({"threshold": settings["threshold"], **settings["postprocess"]})
     predictor = tiled_predictor(model, settings, precision=precision)
     rows = []
     started = time.perf_counter()
@@ -309,18 +311,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.precision:
             settings["precision"] = args.precision
         pairs = load_pairs({"images": args.images, "masks": args.masks})
-    except (TiledsegError, OSError, ValueError) as error:
+        print(f"Evaluating {len(pairs)} images, factor {downsampling_factor(model)}, {settings}")
+        report = evaluate_pairs(
+            model,
+            pairs,
+            settings,
+            split=args.split or str(args.images),
+            progress=lambda done, total, stem: print(f"  [{done}/{total}] {stem}", flush=True),
+        )
+    except (TiledsegError, OSError, ValueError, TypeError) as error:
+        # A bad setting or file: one line that names it (the settings are checked first).
         print(f"error: {error}", file=sys.stderr)
         return 2
-
-    print(f"Evaluating {len(pairs)} images, factor {downsampling_factor(model)}, {settings}")
-    report = evaluate_pairs(
-        model,
-        pairs,
-        settings,
-        split=args.split or str(args.images),
-        progress=lambda done, total, stem: print(f"  [{done}/{total}] {stem}", flush=True),
-    )
     for name, value in report["mean"].items():
         print(f"{name:>18}: {value:.4f}")
     print(f"{'wall seconds':>18}: {report['wall_seconds']}")
