@@ -257,6 +257,10 @@ def test_evaluate_command_uses_the_run_settings(tiny_run, shared_data, tmp_path,
     assert capsys.readouterr().err.strip() == (
         "error: `threshold` must be in [0, 1]. Received: threshold=1.5"
     )
+    assert evaluate.main([*arguments, "--scale", "short_side=abc"]) == 2
+    assert "factor (0.25) or mode=value (short_side=256). Received: 'short_side=abc'" in (
+        capsys.readouterr().err
+    )
     first = sorted(images.iterdir())[0]
     first.unlink()
     first.write_bytes(b"\xff\xd8 not a JPEG")

@@ -269,10 +269,14 @@ def load_for_evaluation(reference: str) -> tuple[keras.Model, dict[str, Any]]:
 
 
 def _parse_scale(text: str) -> PixelScale:
-    if "=" in text:
-        mode, value = text.split("=", 1)
-        return PixelScale(mode.strip(), float(value))
-    return PixelScale("factor", float(text))
+    mode, value = text.split("=", 1) if "=" in text else ("factor", text)
+    try:
+        number = float(value)
+    except ValueError:
+        raise ValueError(
+            f"`--scale` must be a factor (0.25) or mode=value (short_side=256). Received: {text!r}"
+        ) from None
+    return PixelScale(mode.strip(), number)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
