@@ -117,6 +117,10 @@ class ServingModel:
         >>> probabilities = predict_tiled(image, served)  # doctest: +SKIP
     """
 
+    # Every request carries batch_size tiles (the last padded): a server that batches or
+    # compiles per shape sees one shape.
+    fixed_batch = True
+
     def __init__(
         self,
         target: str,
