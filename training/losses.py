@@ -26,6 +26,7 @@ __all__ = [
     "FocalLoss",
     "IoUScore",
     "JaccardLoss",
+    "LovaszLoss",
     "TverskyLoss",
     "bce_dice_loss",
     "dice_coefficient",
@@ -33,6 +34,7 @@ __all__ = [
     "gap_pixels",
     "get_loss",
     "jaccard_coefficient",
+    "lovasz_loss",
     "tversky_index",
 ]
 
@@ -132,6 +134,31 @@ def focal_loss(y_true, y_pred, gamma: float = 2.0, alpha: float = 0.25):
     return ops.mean(pixel, axis=(1, 2, 3))
 
 
+def lovasz_loss(y_true, y_pred):
+    """The Lovász-Softmax loss (Berman et al. 2018) on probabilities, per image and channel.
+
+    A convex surrogate of 1 - Jaccard whose gradient is the Jaccard's own change as pixels are
+    taken in order of their error, so it works on the whole image's overlap (boundaries of every
+    object) rather than on pixels one by one. Channels are averaged.
+    """
+    y_true, y_pred = _align(y_true, y_pred)
+    # (batch, channels, pixels), pixels in order of falling error.
+    shape = (ops.shape(y_pred)[0], y_pred.shape[-1], -1)
+    truth = ops.reshape(ops.transpose(y_true, (0, 3, 1, 2)), shape)
+    prob = ops.reshape(ops.transpose(y_pred, (0, 3, 1, 2)), shape)
+    errors = ops.abs(truth - prob)
+    order = ops.argsort(-ops.stop_gradient(errors), axis=-1)
+    errors = ops.take_along_axis(errors, order, axis=-1)
+    truth = ops.take_along_axis(truth, order, axis=-1)
+    total = ops.sum(truth, axis=-1, keepdims=True)
+    intersection = total - ops.cumsum(truth, axis=-1)
+    union = total + ops.cumsum(1.0 - truth, axis=-1)
+    jaccard = 1.0 - intersection / union  # union >= 1 from the first pixel on
+    shifted = ops.concatenate([ops.zeros_like(jaccard[..., :1]), jaccard[..., :-1]], axis=-1)
+    weights = ops.stop_gradient(jaccard - shifted)
+    return ops.mean(ops.sum(errors * weights, axis=-1), axis=-1)
+
+
 class _ConfiguredLoss(keras.losses.Loss):
     """A loss whose keyword settings round-trip through ``get_config``."""
 
@@ -227,18 +254,40 @@ class TverskyLoss(_ConfiguredLoss):
         return 1.0 - tversky_index(y_true, y_pred, s["alpha"], s["beta"], s["smooth"])
 
 
+@keras.saving.register_keras_serializable(package="tiledseg")
+class LovaszLoss(_ConfiguredLoss):
+    """Lovász-Softmax loss (:func:`lovasz_loss`), plus ``bce_weight`` x cross-entropy.
+
+    Berman et al. fine-tune with it after a cross-entropy stage; a little cross-entropy keeps
+    the probabilities calibrated, which the threshold chosen on validation data relies on.
+    """
+
+    def __init__(self, bce_weight: float = 0.0, name: str = "lovasz", **kwargs: Any):
+        validate_range(bce_weight, "bce_weight", low=0.0)
+        super().__init__(name, bce_weight=float(bce_weight), **kwargs)
+
+    def call(self, y_true, y_pred):
+        loss = lovasz_loss(y_true, y_pred)
+        if self.settings["bce_weight"]:
+            y_true, y_pred = _align(y_true, y_pred)
+            loss = loss + self.settings["bce_weight"] * _crossentropy(y_true, y_pred)
+        return loss
+
+
 LOSSES = {
     "bce": keras.losses.BinaryCrossentropy,
     "bce_dice": BceDiceLoss,
     "dice": DiceLoss,
     "jaccard": JaccardLoss,
     "focal": FocalLoss,
+    "lovasz": LovaszLoss,
     "tversky": TverskyLoss,
 }
 
 
 def get_loss(name: str, **settings: Any) -> keras.losses.Loss:
-    """Return a loss by name: "bce_dice", "bce", "dice", "jaccard", "focal" or "tversky".
+    """Return a loss by name: "bce_dice", "bce", "dice", "jaccard", "focal", "lovasz" or
+    "tversky".
 
     Args:
         name: str. The loss name (the seeds' ``"bce_dice_loss"`` is accepted too).
