@@ -134,14 +134,16 @@ def focal_loss(y_true, y_pred, gamma: float = 2.0, alpha: float = 0.25):
     return ops.mean(pixel, axis=(1, 2, 3))
 
 
-def lovasz_loss(y_true, y_pred):
+def lovasz_loss(y_true, y_pred, bce_weight: float = 0.0):
     """The Lovász-Softmax loss (Berman et al. 2018) on probabilities, per image and channel.
 
     A convex surrogate of 1 - Jaccard whose gradient is the Jaccard's own change as pixels are
     taken in order of their error, so it works on the whole image's overlap (boundaries of every
-    object) rather than on pixels one by one. Channels are averaged.
+    object) rather than on pixels one by one. Channels are averaged; ``bce_weight`` > 0 adds
+    that many times the cross-entropy, as :func:`bce_dice_loss` adds its Dice term.
     """
     y_true, y_pred = _align(y_true, y_pred)
+    crossentropy = _crossentropy(y_true, y_pred) if bce_weight else 0.0
     # (batch, channels, pixels), pixels in order of falling error.
     shape = (ops.shape(y_pred)[0], y_pred.shape[-1], -1)
     truth = ops.reshape(ops.transpose(y_true, (0, 3, 1, 2)), shape)
@@ -156,7 +158,7 @@ def lovasz_loss(y_true, y_pred):
     jaccard = 1.0 - intersection / union  # union >= 1 from the first pixel on
     shifted = ops.concatenate([ops.zeros_like(jaccard[..., :1]), jaccard[..., :-1]], axis=-1)
     weights = ops.stop_gradient(jaccard - shifted)
-    return ops.mean(ops.sum(errors * weights, axis=-1), axis=-1)
+    return ops.mean(ops.sum(errors * weights, axis=-1), axis=-1) + bce_weight * crossentropy
 
 
 class _ConfiguredLoss(keras.losses.Loss):
@@ -267,11 +269,7 @@ class LovaszLoss(_ConfiguredLoss):
         super().__init__(name, bce_weight=float(bce_weight), **kwargs)
 
     def call(self, y_true, y_pred):
-        loss = lovasz_loss(y_true, y_pred)
-        if self.settings["bce_weight"]:
-            y_true, y_pred = _align(y_true, y_pred)
-            loss = loss + self.settings["bce_weight"] * _crossentropy(y_true, y_pred)
-        return loss
+        return lovasz_loss(y_true, y_pred, self.settings["bce_weight"])
 
 
 LOSSES = {
