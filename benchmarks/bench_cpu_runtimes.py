@@ -41,12 +41,24 @@ SOURCES = {
 }
 
 
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cases", nargs="+", default=list(CASES), help="MODEL:WIDTHxHEIGHT")
-    parser.add_argument("--repeats", type=int, default=3, help="timed calls per row (median)")
     parser.add_argument(
-        "--large-repeats", type=int, default=1, help="timed calls for images over 10 Mpx"
+        "--repeats", type=_positive_int, default=3, help="timed calls per row (median)"
+    )
+    parser.add_argument(
+        "--large-repeats",
+        type=_positive_int,
+        default=1,
+        help="timed calls for images over 10 Mpx",
     )
     parser.add_argument("--runtimes", nargs="+", default=["keras", "openvino", "onnxruntime"])
     parser.add_argument(
@@ -143,13 +155,13 @@ def _chunks(tiles: np.ndarray, batch: int, *, pad: bool) -> list[np.ndarray]:
     return chunks
 
 
-def timed(run, repeats: int) -> tuple[float, list[float]]:
+def timed(run, repeats: int) -> tuple[float | None, list[float]]:
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
         run()
         times.append(time.perf_counter() - start)
-    return (statistics.median(times) if times else float("nan")), times
+    return (statistics.median(times) if times else None), times
 
 
 def run_case(name: str, args, native_bf16: bool) -> dict[str, Any]:
@@ -195,7 +207,7 @@ def run_case(name: str, args, native_bf16: bool) -> dict[str, Any]:
         outputs[(runtime, precision)] = warm
         only_run, only_warm, batch = model_only(predictor, image)
         if large and runtime not in args.large_model_only:
-            only, only_all = float("nan"), []
+            only, only_all = None, []  # not measured: null in the JSON
         else:
             # A whole pass to warm up a small image; on a large one its first and last
             # batches, which compile the batch shapes (timing that in made Keras' model-only
@@ -214,7 +226,7 @@ def run_case(name: str, args, native_bf16: bool) -> dict[str, Any]:
             "end_to_end_all_s": e2e_all,
             "model_only_s": only,
             "model_only_all_s": only_all,
-            "end_to_end_over_model_only": e2e / only,
+            "end_to_end_over_model_only": None if only is None else e2e / only,
         }
         reference = outputs.get(("keras", "float32"))
         if reference is not None:
@@ -312,7 +324,9 @@ def main(argv=None) -> int:
 def _write(path: Path, machine, cases, starts=None) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     data = {"machine": machine, "cases": cases, "second_start_s": starts}
-    path.write_text(json.dumps(data, indent=2, default=float) + "\n", encoding="utf-8")
+    # Strict JSON (no NaN), so browsers and jq read the results too.
+    text = json.dumps(data, indent=2, default=float, allow_nan=False)
+    path.write_text(text + "\n", encoding="utf-8")
 
 
 if __name__ == "__main__":

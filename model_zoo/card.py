@@ -6,6 +6,8 @@ renders the metrics (``model-index``) and files the model under Keras and image 
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +26,7 @@ def render_card(
     repo_id: str,
     license: str = "apache-2.0",
     training_config: str = "",
+    selection: Mapping[str, Any] | None = None,
 ) -> str:
     """Render the model card for a staged repository.
 
@@ -32,6 +35,8 @@ def render_card(
         repo_id: str, ``ORG/NAME`` on the Hub (used in the loading snippets).
         license: str, the Hub licence id of the weights, default ``"apache-2.0"``.
         training_config: str, the training run's ``config.toml``, shown verbatim.
+        selection: mapping or None, the run's ``selection.json`` (how the inference settings
+            were chosen), summarised under the inference settings.
 
     Returns:
         str, the README.md text (front matter first).
@@ -62,7 +67,7 @@ def render_card(
             _training_data(meta),
             _training_config(training_config),
             _evaluation(meta),
-            _inference_settings(meta),
+            _inference_settings(meta, selection),
             _how_to_load(repo_id, meta),
         ]
     )
@@ -234,7 +239,7 @@ def _evaluation(meta: ModelMeta) -> str:
     return "\n\n".join(parts)
 
 
-def _inference_settings(meta: ModelMeta) -> str:
+def _inference_settings(meta: ModelMeta, selection: Mapping[str, Any] | None = None) -> str:
     classes = ", ".join(c["name"] for c in meta.classes)
     rows = [
         ("pixel scale", f"{meta.scale.mode} = {meta.scale.value}"),
@@ -252,8 +257,30 @@ def _inference_settings(meta: ModelMeta) -> str:
         ("classes", classes),
     ]
     table = "\n".join(f"| {name} | {value} |" for name, value in rows)
-    return (
+    section = (
         f"## Inference settings (from `tiledseg.json`)\n\n| setting | value |\n|---|---|\n{table}"
+    )
+    return section + (f"\n\n{_selection_summary(selection)}" if selection else "")
+
+
+def _selection_summary(selection: Mapping[str, Any]) -> str:
+    metric = selection["metric"]
+    candidates = selection["candidates"]
+    scores = [row[metric] for row in candidates if isinstance(row.get(metric), (int, float))]
+    # What the candidates differ in (their scores and what ran them aside).
+    keys = [key for key in candidates[0] if key not in (metric, "runtime", "precision")]
+    varied = [key for key in keys if len({json.dumps(row.get(key)) for row in candidates}) > 1]
+    margin = float(selection.get("margin") or 0.0)
+    best = f"{max(scores):.4f}"
+    rule = (
+        f"the best-scoring one ({best})"
+        if margin == 0
+        else f"the first listed within {margin:g} of the best ({best})"
+    )
+    return (
+        f"These settings were chosen on `{selection['split']}` by mean {metric}, from "
+        f"{len(candidates)} candidates varying {', '.join(varied) or 'nothing'}: {rule}. "
+        "Every candidate and its score: `selection.json`."
     )
 
 

@@ -10,6 +10,8 @@ tiledseg installed::
     tiledseg.json       inference metadata, versioned (tiledseg.contract.ModelMeta)
     README.md           model card with the Hub's YAML front matter
     history.csv         training curves
+    selection.json      how the inference settings were chosen: every candidate tried on the
+                        validation split and its score (optional; written by training)
     golden/input.npy    a small input and the model's output on it, to detect numeric drift
     golden/output.npy
     examples/           optional images whose licence allows redistribution
@@ -42,7 +44,9 @@ __all__ = [
     "RUN_HISTORY_FILE",
     "RUN_INFERENCE_FILE",
     "RUN_REQUIRED_FILES",
+    "RUN_SELECTION_FILE",
     "SAVEDMODEL_META_FILE",
+    "SELECTION_FILE",
     "SERVING_INPUT_NAME",
     "SERVING_OUTPUT_NAME",
     "SERVING_SIGNATURE",
@@ -54,6 +58,7 @@ KERAS_METADATA_FILE = "metadata.json"
 WEIGHTS_FILE = "model.weights.h5"
 CARD_FILE = "README.md"
 HISTORY_FILE = "history.csv"
+SELECTION_FILE = "selection.json"
 GOLDEN_INPUT_FILE = "golden/input.npy"
 GOLDEN_OUTPUT_FILE = "golden/output.npy"
 EXAMPLES_DIR = "examples"
@@ -67,7 +72,7 @@ REPO_REQUIRED_FILES = (
     HISTORY_FILE,
 )
 # What `pull` downloads: the layout and nothing else a repo may carry (e.g. old checkpoints).
-HUB_ALLOW_PATTERNS = [*REPO_REQUIRED_FILES, "golden/*", f"{EXAMPLES_DIR}/*"]
+HUB_ALLOW_PATTERNS = [*REPO_REQUIRED_FILES, SELECTION_FILE, "golden/*", f"{EXAMPLES_DIR}/*"]
 
 # --- A training run directory (written by training, read here, never modified) ----------------
 RUN_CHECKPOINT_FILE = "model.keras"
@@ -76,6 +81,7 @@ RUN_HISTORY_FILE = "history.csv"
 RUN_EVAL_FILE = "eval.json"
 RUN_INFERENCE_FILE = "inference.json"
 RUN_DATASET_FILE = "dataset.json"
+RUN_SELECTION_FILE = "selection.json"  # optional: runs before the selection table lack it
 RUN_EXAMPLES_DIR = "examples"
 RUN_REQUIRED_FILES = (
     RUN_CHECKPOINT_FILE,

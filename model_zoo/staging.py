@@ -1,12 +1,14 @@
 """Turn a training run directory into a zoo repository folder, and check such a folder.
 
 The run directory is only read. Staging writes a fresh folder (Keras' Hub layout plus
-``tiledseg.json``, the card, the history and a golden input/output pair); validation reloads it
+``tiledseg.json``, the card, the history, the selection table where the run has one, and a golden
+input/output pair); validation reloads it
 exactly as a user would before anything is uploaded or bundled.
 """
 
 from __future__ import annotations
 
+import json
 import shutil
 import tempfile
 from pathlib import Path
@@ -29,12 +31,14 @@ from model_zoo.layout import (
     RUN_EXAMPLES_DIR,
     RUN_HISTORY_FILE,
     RUN_REQUIRED_FILES,
+    RUN_SELECTION_FILE,
+    SELECTION_FILE,
 )
 from model_zoo.loader import load_folder, load_keras_model
 from model_zoo.run_meta import meta_from_run
 from tiledseg.contract import ModelMeta
 
-__all__ = ["GOLDEN_TOLERANCE", "meta_from_run", "stage_run", "validate_staged"]
+__all__ = ["GOLDEN_TOLERANCE", "meta_from_run", "read_selection", "stage_run", "validate_staged"]
 
 GOLDEN_TOLERANCE = 1e-4
 _GOLDEN_SIDE = 64
@@ -83,6 +87,7 @@ def stage_run(
             f"{run_dir} is not a complete training run directory: missing {missing}. "
             f"A run directory holds {list(RUN_REQUIRED_FILES)} (written by training)."
         )
+    selection = read_selection(run_dir / RUN_SELECTION_FILE)
     out = _prepare_out_dir(out_dir, model_id)
     try:
         model = load_keras_model(run_dir / RUN_CHECKPOINT_FILE)
@@ -94,8 +99,16 @@ def stage_run(
     meta.write(out / META_FILE)
     shutil.copyfile(run_dir / RUN_HISTORY_FILE, out / HISTORY_FILE)
     config_text = (run_dir / RUN_CONFIG_FILE).read_text(encoding="utf-8")
-    card = render_card(meta, repo_id=repo_id, license=license, training_config=config_text)
+    card = render_card(
+        meta,
+        repo_id=repo_id,
+        license=license,
+        training_config=config_text,
+        selection=selection,
+    )
     (out / CARD_FILE).write_text(card, encoding="utf-8")
+    if selection is not None:
+        shutil.copyfile(run_dir / RUN_SELECTION_FILE, out / SELECTION_FILE)
     _write_golden(model, meta, out)
     examples = run_dir / RUN_EXAMPLES_DIR
     if examples.is_dir():
@@ -135,7 +148,50 @@ def validate_staged(folder: str | Path) -> Any:
             "(training writes eval.json)."
         )
     _check_golden(zoo_model.model, folder)
+    read_selection(folder / SELECTION_FILE)
     return zoo_model
+
+
+def read_selection(path: str | Path) -> dict[str, Any] | None:
+    """Read and check a selection table (``selection.json``); None where there is no such file.
+
+    Training writes it when it chooses the inference settings: the validation ``split``, the
+    ``metric``, the ``margin`` and every candidate setting with its mean score. Runs from before
+    the table existed have none, and stage without it.
+
+    Raises:
+        StagingError: the file is not JSON or not such a table, naming what is wrong.
+    """
+    path = Path(path)
+    if not path.is_file():
+        return None
+    redo = (
+        "rechoose with `python -m training.train --resume RUN` (same train.epochs), "
+        "or remove the file"
+    )
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise StagingError(f"{path} is not readable JSON ({error}): {redo}.") from None
+    candidates = data.get("candidates") if isinstance(data, dict) else None
+    problems = []
+    if not isinstance(data, dict):
+        problems.append(f"it holds a {type(data).__name__}, not an object")
+    else:
+        for key in ("split", "metric"):
+            if not isinstance(data.get(key), str) or not data[key]:
+                problems.append(f"{key!r} must be text (got {data.get(key)!r})")
+        if not isinstance(candidates, list) or not candidates:
+            problems.append("'candidates' must be a non-empty list")
+        elif not all(isinstance(row, dict) for row in candidates):
+            problems.append("every candidate must be an object")
+        elif isinstance(data.get("metric"), str) and not any(
+            isinstance(row.get(data["metric"]), (int, float)) for row in candidates
+        ):
+            problems.append(f"no candidate has a {data['metric']!r} score")
+    if problems:
+        raise StagingError(f"{path} is not a selection table: {'; '.join(problems)}; {redo}.")
+    return data
 
 
 def _prepare_out_dir(out_dir: str | Path | None, model_id: str) -> Path:

@@ -126,6 +126,36 @@ def test_cpu_runtime_benchmark_runs_every_row_on_a_real_slide(tmp_path):
     assert case["ratios"][speedup] > 0 and '"second_start_s"' in done.stdout
 
 
+def test_cpu_runtime_results_are_strict_json_with_null_for_what_was_not_measured(tmp_path):
+    """A row whose model-only time was skipped (large images) is written as null, not NaN,
+    which strict parsers (browsers, jq) refuse; a NaN that slips through is an error."""
+    import pytest
+
+    from benchmarks.bench_cpu_runtimes import _write, parse_args
+
+    out = tmp_path / "results.json"
+    row = {"model_only_s": None, "end_to_end_over_model_only": None, "end_to_end_s": 0.5}
+    _write(out, {"cpu": "x"}, [{"rows": [row]}])
+    text = out.read_text()
+    assert "NaN" not in text
+    assert json.loads(text)["cases"][0]["rows"][0]["model_only_s"] is None
+    with pytest.raises(ValueError):
+        _write(out, {"cpu": "x"}, [{"rows": [{"model_only_s": float("nan")}]}])
+    assert json.loads(out.read_text()) == json.loads(text)  # nothing half-written kept
+    with pytest.raises(SystemExit):
+        parse_args(["--repeats", "0"])
+
+
+def test_every_stored_benchmark_result_is_strict_json():
+    def refuse(name):
+        raise ValueError(f"{name} in a results file")
+
+    results = sorted((Path(__file__).parents[1] / "benchmarks" / "results").glob("*.json"))
+    assert results
+    for path in results:
+        json.loads(path.read_text(encoding="utf-8"), parse_constant=refuse)
+
+
 def test_tiling_benchmark_times_every_method_on_one_grid(tmp_path):
     """bench_tiling (the README's engine-overhead table) on a small seed-like UNet."""
     out = tmp_path / "tiling.json"

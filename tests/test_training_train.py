@@ -363,6 +363,21 @@ def test_the_model_zoo_accepts_the_run_directory(tiny_run):
     assert meta.architecture == "unet"
 
 
+def test_a_staged_run_carries_its_selection_table_and_says_so_in_the_card(tiny_run, tmp_path):
+    staging = pytest.importorskip("model_zoo.staging")
+    out = staging.stage_run(tiny_run, tmp_path / "staged", model_id="tiny", repo_id="acme/tiny")
+    staging.validate_staged(out)
+    selection = json.loads((tiny_run / "selection.json").read_text())
+    assert json.loads((out / "selection.json").read_text()) == selection
+    card = (out / "README.md").read_text()
+    best = max(row[selection["metric"]] for row in selection["candidates"])
+    assert (
+        f"chosen on `{selection['split']}` by mean {selection['metric']}, from "
+        f"{len(selection['candidates'])} candidates"
+    ) in card
+    assert f"({best:.4f})" in card and "`selection.json`" in card
+
+
 def test_init_weights_start_a_run_from_another_checkpoint(tiny_run, tiny_config, tmp_path):
     config = copy.deepcopy(tiny_config)
     config["model"]["init_weights"] = str(tiny_run)  # a run directory: its model.keras

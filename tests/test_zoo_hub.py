@@ -98,7 +98,7 @@ def test_pull_pins_a_revision_and_downloads_only_the_layout(hub):
     pinned = Path(_last_line(result.stdout))
     assert pinned.name == hub["first"] and pinned.is_relative_to(hub["env"]["HF_HOME"])
     assert json.loads((pinned / "tiledseg.json").read_text())["threshold"] == 0.5
-    assert (pinned / "golden" / "output.npy").is_file()
+    assert (pinned / "golden" / "output.npy").is_file() and (pinned / "selection.json").is_file()
     assert not (pinned / "checkpoints").exists()
 
     latest, by_ref = _cli_batch(

@@ -30,6 +30,7 @@ from model_zoo.layout import (
     PACKAGE_DIR,
     REPO_REQUIRED_FILES,
     SAVEDMODEL_META_FILE,
+    SELECTION_FILE,
 )
 from model_zoo.registry import bundled_ids
 from model_zoo.space import check_space, publish_space
@@ -105,6 +106,13 @@ def test_publish_dry_run_stages_the_full_layout_and_leaves_the_run_untouched(
     images = _image()
     np.testing.assert_allclose(_forward(plain, images), _forward(original, images), atol=1e-6)
     assert model_zoo.validate_staged(out).meta.threshold == 0.5
+    # How the settings were chosen travels too, and the card says so.
+    assert (out / "selection.json").read_bytes() == (run_dir / "selection.json").read_bytes()
+    card = (out / "README.md").read_text()
+    assert (
+        "chosen on `isic2017/valid` by mean dice, from 3 candidates varying threshold: "
+        "the best-scoring one (0.7200)"
+    ) in card
 
 
 def test_publish_dry_run_prints_the_staged_path_last(run_dir, tmp_path, capsys, zoo_env):
@@ -134,6 +142,38 @@ def test_publish_rejects_an_incomplete_run_before_writing_anything(tmp_path, cap
     code = main(["publish", str(run), "--repo-id", "a/b", "--dry-run", "--stage-dir", str(out)])
     err = capsys.readouterr().err
     assert code == 2 and "missing ['eval.json']" in err
+    assert not out.exists() and tree_checksum(run) == before
+
+
+def test_a_run_without_a_selection_table_stages_without_one(tmp_path):
+    run = make_run_dir(tmp_path / "runs", with_selection=False)
+    out = model_zoo.stage_run(run, tmp_path / "stage", model_id="tiny", repo_id="a/b")
+    model_zoo.validate_staged(out)
+    assert not (out / "selection.json").exists()
+    assert "were chosen on" not in (out / "README.md").read_text()
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("{not json", "is not readable JSON"),
+        ("[1, 2]", "it holds a list, not an object"),
+        ('{"split": "v", "metric": "dice", "candidates": []}', "non-empty list"),
+        ('{"split": "v", "metric": "dice", "candidates": [{"jaccard": 0.5}]}', "no candidate"),
+        ('{"metric": "dice", "candidates": [{"dice": 0.5}]}', "'split' must be text"),
+    ],
+)
+def test_publish_rejects_a_broken_selection_table_before_writing_anything(
+    tmp_path, capsys, content, message
+):
+    run = make_run_dir(tmp_path / "runs")
+    (run / "selection.json").write_text(content)
+    before = tree_checksum(run)
+    out = tmp_path / "stage"
+    code = main(["publish", str(run), "--repo-id", "a/b", "--dry-run", "--stage-dir", str(out)])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("error: ") and message in err, err
+    assert "selection.json" in err and "--resume RUN" in err and "Traceback" not in err
     assert not out.exists() and tree_checksum(run) == before
 
 
@@ -361,6 +401,7 @@ def test_hub_download_patterns_cover_the_layout():
     for name in REPO_REQUIRED_FILES:
         assert name in HUB_ALLOW_PATTERNS
     assert "golden/*" in HUB_ALLOW_PATTERNS
+    assert SELECTION_FILE in HUB_ALLOW_PATTERNS
 
 
 @pytest.mark.slow

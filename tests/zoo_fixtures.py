@@ -60,6 +60,7 @@ def make_run_dir(
     threshold: float = 0.5,
     lambda_layer: bool = False,
     with_eval: bool = True,
+    with_selection: bool = True,
 ) -> Path:
     """Write a training run directory as training does (CONTRACTS.md), with a tiny model."""
     import keras
@@ -110,6 +111,18 @@ def make_run_dir(
             "images": [{"image": "ISIC_0000000", "dice": 0.71, "jaccard": 0.58}],
         }
         (run / "eval.json").write_text(json.dumps(evaluation, indent=2))
+    if with_selection:
+        candidate = {key: inference[key] for key in ("scale", "tile", "overlap", "blend", "tta")}
+        selection = {
+            "split": "isic2017/valid",
+            "metric": "dice",
+            "margin": 0.0,
+            "candidates": [
+                {**candidate, "threshold": value, "postprocess": {}, "dice": dice}
+                for value, dice in ((0.4, 0.70), (threshold, 0.72), (0.6, 0.69))
+            ],
+        }
+        (run / "selection.json").write_text(json.dumps(selection, indent=2))
     (run / "previews" / "epoch_001.png").write_bytes(b"\x89PNG\r\n\x1a\n")
     return run
 
