@@ -40,7 +40,13 @@ from tiledseg.serving.meta import (
     meta_fingerprint,
 )
 
-__all__ = ["EXPORT_FORMATS", "EXPORT_TOLERANCE", "export_savedmodel"]
+__all__ = [
+    "EXPORT_FORMATS",
+    "EXPORT_TOLERANCE",
+    "check_out_folder",
+    "export_savedmodel",
+    "staging_folder",
+]
 
 EXPORT_FORMATS = ("savedmodel",)
 EXPORT_TOLERANCE = 1e-4
@@ -90,11 +96,11 @@ def export_savedmodel(
             f"`out` already exists; TF Serving versions are immutable, pick a new VERSION. "
             f"Received: out={out_dir}"
         )
+    check_out_folder(out_dir)
     zoo_model = ref if isinstance(ref, ZooModel) else load(ref, revision)
     import tensorflow as tf
 
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.export-"))
+    staging = staging_folder(out_dir)
     try:
         _write_savedmodel(tf, zoo_model, staging)
         _check_export(tf, zoo_model, staging)
@@ -107,6 +113,43 @@ def export_savedmodel(
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return out_dir
+
+
+def check_out_folder(out_dir: Path) -> None:
+    """Refuse, before the model loads, an ``out`` that cannot be created where it is asked.
+
+    Raises:
+        ValueError: the nearest existing folder above ``out`` is a file or not writable.
+    """
+    ancestor = out_dir.parent
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise ValueError(
+            f"`out` cannot be created: {ancestor} is a file, not a folder; choose another "
+            f"path. Received: out={out_dir}"
+        )
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise ValueError(
+            f"`out` cannot be created: the folder {ancestor} is not writable; choose another "
+            f"path. Received: out={out_dir}"
+        )
+
+
+def staging_folder(out_dir: Path) -> Path:
+    """A new private folder beside ``out`` to write the export in, before it is moved there.
+
+    Raises:
+        ValueError: the folder above ``out`` cannot be created or written.
+    """
+    try:
+        out_dir.parent.mkdir(parents=True, exist_ok=True)
+        return Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.export-"))
+    except OSError as error:
+        raise ValueError(
+            f"`out` cannot be created in {out_dir.parent} ({error.strerror or error}); choose "
+            f"another path. Received: out={out_dir}"
+        ) from None
 
 
 def _write_savedmodel(tf: Any, zoo_model: ZooModel, folder: Path) -> None:

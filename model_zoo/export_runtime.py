@@ -17,12 +17,12 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from model_zoo.errors import ModelLoadError
+from model_zoo.export import check_out_folder, staging_folder
 from model_zoo.layout import META_FILE
 from model_zoo.loader import ZooModel, load
 from tiledseg._validation import validate_choice
@@ -71,13 +71,13 @@ def export_for_runtime(
     out_dir = Path(out_dir)
     if out_dir.exists():
         raise ValueError(f"`out` already exists; choose a new folder. Received: out={out_dir}")
+    check_out_folder(out_dir)
     runtime = "openvino" if format == "openvino" else "onnxruntime"
     import_runtime(runtime)  # a missing runtime is reported before the model loads
     require_export_tools(format)
     zoo_model = ref if isinstance(ref, ZooModel) else load(ref, revision)
 
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.export-"))
+    staging = staging_folder(out_dir)
     try:
         main = staging / RUNTIME_FILES[format][0]
         try:

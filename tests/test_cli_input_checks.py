@@ -309,3 +309,121 @@ def test_evaluate_lists_skipped_images_with_reasons_in_json_csv_and_table(
     assert [row["image"] for row in rows] == [paths[0].stem, paths[2].stem, paths[1].stem]
     assert rows[0]["skipped"] == "" and rows[0]["dice"]
     assert "no mask" in rows[1]["skipped"] and rows[1]["dice"] == ""
+
+
+# --- 4. files already there, flags that would be ignored, limits (a probe of 2026-12-04) ---------
+
+
+def test_predict_never_replaces_an_existing_file_unless_told(model_file, tmp_path):
+    """`--out masks` beside `images/a.jpg` would have replaced the ground truth `masks/a.png`."""
+    images, masks = tmp_path / "images", tmp_path / "masks"
+    images.mkdir()
+    masks.mkdir()
+    image = _image(images / "a.jpg")
+    truth = np.zeros((40, 56), bool)
+    truth[5:20, 5:30] = True
+    write_mask(masks / "a.png", truth)
+    original = (masks / "a.png").read_bytes()
+    result = _run("predict", "--model", NO_MODEL, "--out", str(masks), str(image))
+    assert result.returncode == 2
+    line = _one_error_line(result.stderr)
+    assert "already holds 1 file(s)" in line and "a.png" in line and "--overwrite" in line
+    assert (masks / "a.png").read_bytes() == original
+    # A second run into its own output folder needs --overwrite too, and then replaces.
+    out = tmp_path / "out"
+    command = ["predict", "--model", str(model_file), "--out", str(out), str(image)]
+    assert main(command) == 0
+    assert main(command) == 2
+    code = main([*command, "--overwrite"])
+    assert code == 0 and read_mask(out / "a.png").shape == (40, 56)
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (("--deadline", "3"), "--deadline goes with --serving"),
+        (("--max-in-flight", "2", "--ca-file", "x.pem"), "--max-in-flight, --ca-file go with"),
+        (("--meta", "unet-bloodcell"), "--meta goes with --serving"),
+        (("--no-tiling", "--tile", "64"), "--tile would be ignored"),
+        (("--no-tiling", "--tta", "--runtime", "keras"), "--runtime, --tta would be ignored"),
+        (("--no-tiling", "--batch-size", "2", "--blend", "hann"), "--blend, --batch-size"),
+    ],
+)
+def test_flags_that_would_be_ignored_are_refused_before_the_model_loads(tmp_path, extra, message):
+    image = _image(tmp_path / "x.png")
+    out = tmp_path / "out"
+    result = _run("predict", "--model", NO_MODEL, *extra, "--out", str(out), str(image))
+    assert result.returncode == 2
+    assert message in _one_error_line(result.stderr)
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [("TILEDSEG_MAX_PIXELS", "abc"), ("TILEDSEG_MAX_SCALED_PIXELS", "1e8"),
+     ("TILEDSEG_MAX_TILES", "-5")],
+)  # fmt: skip
+def test_a_bad_limit_variable_is_one_error_before_the_model_loads(
+    tmp_path, monkeypatch, variable, value
+):
+    image = _image(tmp_path / "x.png")
+    monkeypatch.setenv(variable, value)
+    result = _run("predict", "--model", NO_MODEL, "--out", str(tmp_path / "o"), str(image))
+    assert result.returncode == 2
+    line = _one_error_line(result.stderr)
+    assert f"{variable} must be a positive whole number" in line and repr(value) in line
+
+
+def test_a_whole_image_report_records_what_ran(model_file, tmp_path):
+    """--no-tiling runs one Keras pass without flips: the report says so, and no tile size."""
+    images, masks = tmp_path / "images", tmp_path / "masks"
+    images.mkdir()
+    masks.mkdir()
+    _image(images / "a.png", 3)
+    write_mask(masks / "a.png", np.ones((40, 56), bool))
+    report = tmp_path / "r.json"
+    code = main(
+        ["evaluate", "--model", str(model_file), "--no-tiling", "--images", str(images),
+         "--masks", str(masks), "--json", str(report)]
+    )  # fmt: skip
+    assert code == 0
+    settings = json.loads(report.read_text())["settings"]
+    assert settings["tiling"] is False and settings["runtime"] == "keras"
+    assert settings["tta"] is None
+    assert not {"tile", "overlap", "blend", "batch_size"} & set(settings)
+
+
+def test_evaluate_names_images_sharing_a_stem_by_file_and_counts_each_mean(model_file, tmp_path):
+    images, masks = tmp_path / "images", tmp_path / "masks"
+    images.mkdir()
+    masks.mkdir()
+    _image(images / "a.png", 1)
+    write_image(images / "a.jpg", np.full((40, 56, 3), 90, np.uint8))
+    _image(images / "b.png", 2)
+    write_mask(masks / "a.png", np.ones((40, 56), bool))
+    write_mask(masks / "b.png", np.zeros((40, 56), bool))  # empty truth: hd95 undefined
+    report = tmp_path / "r.json"
+    code = main(
+        ["evaluate", "--model", str(model_file), "--images", str(images), "--masks", str(masks),
+         "--json", str(report)]
+    )  # fmt: skip
+    assert code == 0
+    data = json.loads(report.read_text())
+    assert sorted(row["image"] for row in data["images"]) == ["a.jpg", "a.png", "b"]
+    assert data["metric_counts"]["dice"] == 3 and data["metric_counts"]["hd95"] <= 2
+
+
+def test_a_file_name_that_is_not_utf8_is_printed_escaped_and_the_run_goes_on(model_file, tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    _image(Path(os.fsdecode(os.fsencode(folder) + b"/caf\xe9.png")))  # Latin-1 on disk
+    _image(folder / "z_next.png")
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "PYTHONIOENCODING": "utf-8:strict"}
+    result = subprocess.run(
+        [sys.executable, "-m", "tiledseg", "predict", "--model", str(model_file),
+         "--out", str(tmp_path / "out"), str(folder)],
+        capture_output=True, text=True, errors="replace", timeout=300, env=env, cwd=REPO_ROOT,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "caf\\udce9.png" in result.stdout and "z_next.png" in result.stdout
+    assert len(list((tmp_path / "out").iterdir())) == 2

@@ -79,6 +79,53 @@ def test_empty_and_full_masks_are_valid(tmp_path):
     assert read_mask(_write(tmp_path / "f.png", np.full((8, 9), 255, np.uint8))).all()
 
 
+def _with_alpha(colour: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    """An RGBA array (Pillow's channel order) from RGB or grey values and an alpha plane."""
+    if colour.ndim == 2:
+        colour = np.dstack([colour] * 3)
+    return np.dstack([colour, alpha]).astype(colour.dtype)
+
+
+def test_opaque_labels_on_a_transparent_background_read_their_foreground(tmp_path):
+    """What annotation tools export: transparent background, opaque coloured labels (rule 5)."""
+    truth = _truth()
+    colour = np.zeros((*truth.shape, 3), np.uint8)
+    colour[truth] = (255, 0, 0)
+    Image.fromarray(_with_alpha(colour, truth * np.uint8(255)), "RGBA").save(tmp_path / "t.png")
+    assert np.array_equal(read_mask(tmp_path / "t.png", shape=truth.shape), truth)
+    # A palette with a transparent index 0 (GIMP's indexed export), and an alpha that varies
+    # without making anything transparent: the colours decide.
+    palette = Image.fromarray(truth.astype(np.uint8), "P")
+    palette.putpalette([0, 0, 0, 255, 255, 255])
+    palette.save(tmp_path / "p.png", transparency=0)
+    assert np.array_equal(read_mask(tmp_path / "p.png"), truth)
+    semi = _with_alpha(colour, np.where(truth, 255, 180).astype(np.uint8))
+    Image.fromarray(semi, "RGBA").save(tmp_path / "s.png")
+    assert np.array_equal(read_mask(tmp_path / "s.png"), truth)
+
+
+@pytest.mark.parametrize("kind", ["white RGBA", "black RGBA", "LA", "16-bit RGBA"])
+def test_a_shape_drawn_only_in_transparency_is_refused(tmp_path, kind):
+    """A mask whose colour is all white (or all black) with the shape in its alpha would read
+    as all foreground (or none) from its colours: refused, not misread."""
+    truth = _truth()
+    alpha = truth.astype(np.uint8) * 255
+    path = tmp_path / "alpha.png"
+    if kind == "white RGBA":
+        Image.fromarray(_with_alpha(np.full(truth.shape, 255, np.uint8), alpha), "RGBA").save(path)
+    elif kind == "black RGBA":
+        Image.fromarray(_with_alpha(np.zeros(truth.shape, np.uint8), alpha), "RGBA").save(path)
+    elif kind == "LA":
+        Image.fromarray(np.dstack([np.full(truth.shape, 255, np.uint8), alpha]), "LA").save(path)
+    else:  # OpenCV writes 16-bit BGRA
+        white = np.full((*truth.shape, 3), 65535, np.uint16)
+        _write(path, np.dstack([white, truth.astype(np.uint16) * 65535]))
+    with pytest.raises(MaskValueError) as refused:
+        read_mask(path)
+    message = str(refused.value)
+    assert "alpha.png" in message and "transparent" in message and "without an alpha" in message
+
+
 def _label_map(mask):
     labels = mask.astype(np.uint8)
     labels[75:90, 5:20] = 2

@@ -270,6 +270,25 @@ def test_inference_candidates_are_checked_before_training(override, message):
         check_inference_config(load_config(CONFIGS / "isic2017.toml", overrides=[override]))
 
 
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("train.epochs=-3", r"train\.epochs` must be in \[1, inf\]"),
+        ("train.epochs=0", r"train\.epochs"),
+        ("train.learning_rate=0", r"train\.learning_rate` must be in \(0, inf\]"),
+        ("train.learning_rate=nan", r"train\.learning_rate` must be a finite number"),
+        ("train.batch_size=0", r"train\.batch_size"),
+        ("train.plateau_factor=1.5", r"train\.plateau_factor` must be in \(0, 1\]"),
+        ("train.weight_decay=-0.1", r"train\.weight_decay"),
+    ],
+)
+def test_training_numbers_are_checked_when_the_config_loads(override, message):
+    """Before, `train.epochs=-3` made a run folder and ended in a traceback after the data
+    loaded, and a zero learning rate in a ZeroDivisionError."""
+    with pytest.raises(ValueError, match=message):
+        load_config(CONFIGS / "isic2017.toml", overrides=[override])
+
+
 def test_a_config_extends_another_relative_to_itself(tmp_path):
     """``extends`` takes a file's settings first: single values and lists are replaced, tables
     merge key by key, and chains resolve in order."""

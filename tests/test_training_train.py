@@ -261,6 +261,11 @@ def test_evaluate_command_uses_the_run_settings(tiny_run, shared_data, tmp_path,
     assert "factor (0.25) or mode=value (short_side=256). Received: 'short_side=abc'" in (
         capsys.readouterr().err
     )
+    # The report is never written over an input (a mask folder is one typo away).
+    mask = sorted(masks.iterdir())[0]
+    before = mask.read_bytes()
+    assert evaluate.main([*arguments, "--output", str(mask)]) == 2
+    assert "is one of the inputs" in capsys.readouterr().err and mask.read_bytes() == before
     first = sorted(images.iterdir())[0]
     first.unlink()
     first.write_bytes(b"\xff\xd8 not a JPEG")

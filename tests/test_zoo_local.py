@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -335,12 +336,22 @@ def test_export_savedmodel_for_tf_serving_matches_keras(staged, tmp_path, capsys
     assert actual.shape == (1, 40, 72, 1)
     np.testing.assert_allclose(actual, expected, atol=1e-4)
 
+    (tmp_path / "a-file").write_text("")
     for bad, message in (
         (version_dir, "already exists"),
         (tmp_path / "serving" / "x" / "v1", "integer"),
+        (tmp_path / "a-file" / "tiny" / "1", "a-file is a file, not a folder"),
+        (Path("/proc/tiledseg-test/tiny/1"), "cannot be created in /proc/tiledseg-test/tiny"),
     ):
         assert main(["export", str(out), "--out", str(bad)]) == 2
-        assert message in capsys.readouterr().err
+        error = capsys.readouterr().err
+        assert message in error and error.startswith("error: ") and "Traceback" not in error
+    for fmt in ("onnx", "openvino"):  # the runtime exports check the same, before loading
+        assert main(["export", str(out), "--format", fmt, "--out", str(tmp_path / "a-file")]) == 2
+        assert "already exists" in capsys.readouterr().err
+        bad = tmp_path / "a-file" / "sub"
+        assert main(["export", str(out), "--format", fmt, "--out", str(bad)]) == 2
+        assert "is a file, not a folder" in capsys.readouterr().err
     with pytest.raises(SystemExit) as exited:
         main(["export", str(out), "--format", "tflite", "--out", str(tmp_path / "o" / "1")])
     assert exited.value.code == 2

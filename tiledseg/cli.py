@@ -17,6 +17,7 @@ import math
 import os
 import sys
 import time
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -195,7 +196,13 @@ def _parser() -> argparse.ArgumentParser:
         "--out",
         required=True,
         type=Path,
-        help="output folder (created; inputs there are never written over)",
+        help="output folder (created; inputs there are never written over, and existing "
+        "files only with --overwrite)",
+    )
+    predict.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace output files left in --out by an earlier run",
     )
     predict.add_argument("--overlay", action="store_true", help="also write <name>_overlay.jpg")
     predict.add_argument("--probs", action="store_true", help="also write <name>_prob.png")
@@ -215,17 +222,64 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+# What only a TF Serving model uses, by flag (argparse dest, flag).
+_SERVING_ONLY = (("max_in_flight", "--max-in-flight"), ("deadline", "--deadline"),
+                 ("max_message_mb", "--max-message-mb"), ("ca_file", "--ca-file"),
+                 ("meta", "--meta"))  # fmt: skip
+# What whole-image inference (--no-tiling: one Keras pass, no flips) has no use for.
+_TILING_ONLY = (("tile", "--tile"), ("overlap", "--overlap"), ("blend", "--blend"),
+                ("batch_size", "--batch-size"), ("runtime", "--runtime"))  # fmt: skip
+
+
+def _check_flags(args: argparse.Namespace) -> None:
+    """Refuse flag combinations that would be ignored, and bad limits, before any work."""
+    from tiledseg.io import DEFAULT_MAX_PIXELS, MAX_PIXELS_ENV
+    from tiledseg.limits import (
+        DEFAULT_MAX_SCALED_PIXELS,
+        DEFAULT_MAX_TILES,
+        MAX_SCALED_PIXELS_ENV,
+        MAX_TILES_ENV,
+        env_limit,
+    )
+
+    if (args.model is None) == (args.serving is None):
+        raise _UserError("Give one of --model (run locally) or --serving (TF Serving URL)")
+    if args.serving is None:
+        given = [flag for dest, flag in _SERVING_ONLY if getattr(args, dest) is not None]
+        if given:
+            verb = "goes" if len(given) == 1 else "go"
+            raise _UserError(
+                f"{', '.join(given)} {verb} with --serving (a TF Serving model); a --model "
+                "runs locally and carries its metadata. Drop it, or use --serving."
+            )
+    if args.no_tiling:
+        given = [flag for dest, flag in _TILING_ONLY if getattr(args, dest) is not None]
+        given += ["--tta"] if args.tta == "flips" else []
+        if given:
+            raise _UserError(
+                f"--no-tiling runs the whole image in one Keras pass without test-time flips, "
+                f"so {', '.join(given)} would be ignored. Drop them, or drop --no-tiling."
+            )
+    limits = (
+        (MAX_PIXELS_ENV, DEFAULT_MAX_PIXELS, 120_000_000),
+        (MAX_SCALED_PIXELS_ENV, DEFAULT_MAX_SCALED_PIXELS, 120_000_000),
+        (MAX_TILES_ENV, DEFAULT_MAX_TILES, 100_000),
+    )
+    for variable, default, example in limits:
+        try:
+            env_limit(variable, default, example=example)
+        except ValueError as error:
+            raise _UserError(str(error)) from None
+
+
 class _Runner:
     """The model and settings shared by every image of one command."""
 
     def __init__(self, args: argparse.Namespace):
         from tiledseg import TiledPredictor
 
-        if (args.model is None) == (args.serving is None):
-            raise _UserError("Give one of --model (run locally) or --serving (TF Serving URL)")
+        _check_flags(args)  # again, for callers that did not check first
         if args.serving is None:
-            if args.meta is not None:
-                raise _UserError("--meta goes with --serving; a --model carries its metadata")
             self.model = _load_with_warnings(args)
         else:
             self.model = _serving_model(args)
@@ -280,8 +334,17 @@ class _Runner:
         return postprocess(probabilities, threshold=self.threshold, **self.postprocess)
 
     def describe(self) -> dict[str, Any]:
+        """The settings that ran (for the report): whole-image runs record no tiling settings."""
+        settings = self.predictor.resolved_settings()
+        if self.no_tiling:
+            from tiledseg import TiledPredictor
+
+            keras_run = TiledPredictor(self.model, **{**self.settings, "runtime": "keras"})
+            whole = keras_run.resolved_settings()
+            settings = {key: whole[key] for key in ("scale", "precision", "runtime", "frame")}
+            settings["tta"] = None
         return {
-            **self.predictor.resolved_settings(),
+            **settings,
             "threshold": self.threshold,
             "postprocess": self.postprocess,
             "tiling": not self.no_tiling,
@@ -388,6 +451,7 @@ def _predict(args: argparse.Namespace, progress: _Progress) -> int:
     from tiledseg import io as tio
     from tiledseg.output_plan import plan_outputs, prepare_folder
 
+    _check_flags(args)
     try:
         images = tio.list_images(args.inputs)
     except FileNotFoundError as error:
@@ -397,7 +461,9 @@ def _predict(args: argparse.Namespace, progress: _Progress) -> int:
             f"No images found in {args.inputs}; supported: {', '.join(tio.IMAGE_EXTENSIONS)}"
         )
     # Every output name is settled, and the folder proved writable, before the model loads.
-    plan = plan_outputs(images, args.out, overlay=args.overlay, probabilities=args.probs)
+    plan = plan_outputs(
+        images, args.out, overlay=args.overlay, probabilities=args.probs, overwrite=args.overwrite
+    )
     _report_stale(prepare_folder(args.out, "--out"))
     progress.total = len(plan)
     runner = _Runner(args)
@@ -451,11 +517,15 @@ def _evaluate(args: argparse.Namespace, progress: _Progress) -> int:
     from tiledseg import metrics
     from tiledseg.output_plan import check_writable_file
 
+    _check_flags(args)
     for folder, flag in ((args.images, "--images"), (args.masks, "--masks")):
         if not folder.is_dir():
             raise _UserError(f"{flag} {folder} is not a directory")
     images = tio.list_images([args.images])
     pairs, unpaired = tio.pair_images_and_masks(images, args.masks)
+    # Images that share a stem (a.jpg beside a.png) are named by file name in the report.
+    stems = Counter(path.stem for path in images)
+    name = {path: path.name if stems[path.stem] > 1 else path.stem for path in images}
     if args.json is not None and args.csv is not None and args.json.resolve() == args.csv.resolve():
         raise _UserError(f"--json and --csv are the same file {args.json}; give two paths")
     inputs = [*images, *(mask for _, mask in pairs)]
@@ -465,7 +535,7 @@ def _evaluate(args: argparse.Namespace, progress: _Progress) -> int:
     skipped: list[dict[str, str]] = []
     for path in unpaired:
         reason = f"no mask {path.stem}.png or {path.stem}_segmentation.png in {args.masks}"
-        skipped.append({"image": path.stem, "reason": reason})
+        skipped.append({"image": name[path], "reason": reason})
         print(f"skipped {path.name}: {reason}", file=sys.stderr)
     if not pairs:
         raise _UserError(f"No image in {args.images} has a mask in {args.masks}")
@@ -480,7 +550,7 @@ def _evaluate(args: argparse.Namespace, progress: _Progress) -> int:
             truth = tio.read_mask(mask_path, shape=image.shape[:2])
             mask = runner.mask(runner.probabilities(image, label))
         except _image_errors() as error:
-            skipped.append({"image": image_path.stem, "reason": str(error)})
+            skipped.append({"image": name[image_path], "reason": str(error)})
             print(f"skipped {image_path.name}: {error}", file=sys.stderr)
             continue
         finally:
@@ -488,7 +558,7 @@ def _evaluate(args: argparse.Namespace, progress: _Progress) -> int:
         seconds = time.perf_counter() - started
         rows.append(
             {
-                "image": image_path.stem,
+                "image": name[image_path],
                 **metrics.segmentation_metrics(mask, truth),
                 "seconds": seconds,
             }
@@ -496,14 +566,17 @@ def _evaluate(args: argparse.Namespace, progress: _Progress) -> int:
     if not rows:
         raise _UserError("No image could be evaluated; see the messages above")
     names = [*metrics.METRIC_NAMES, "seconds"]
-    mean = metrics.mean_metrics([{k: r[k] for k in names} for r in rows])
+    scores = [{k: r[k] for k in names} for r in rows]
+    mean, counts = metrics.mean_metrics(scores), metrics.metric_counts(scores)
     found = len(rows) + len(skipped)
-    print(_table(rows, names, mean, found))
+    print(_table(rows, names, mean, found, counts))
     report = {
         "images": rows,
         "mean": mean,
         # The means are over `evaluated` of `found` images; `skipped` says why the others are not.
         "counts": {"found": found, "evaluated": len(rows), "skipped": len(skipped)},
+        # Per metric, the images its mean covers (hd95 is undefined where a mask is empty).
+        "metric_counts": counts,
         "skipped": skipped,
         "settings": {"model": args.model or args.serving, **runner.describe()},
     }
@@ -535,7 +608,13 @@ def _finite(value: Any) -> Any:
     return value
 
 
-def _table(rows: list[dict[str, Any]], names: list[str], mean: dict[str, float], found: int) -> str:
+def _table(
+    rows: list[dict[str, Any]],
+    names: list[str],
+    mean: dict[str, float],
+    found: int,
+    counts: dict[str, int] | None = None,
+) -> str:
     width = max(8, *(len(str(r["image"])) for r in rows))
     header = f"{'image':<{width}} " + " ".join(f"{n[:9]:>9}" for n in names)
     lines = [header, "-" * len(header)]
@@ -546,6 +625,9 @@ def _table(rows: list[dict[str, Any]], names: list[str], mean: dict[str, float],
         )
     skipped = found - len(rows)
     note = f"; {skipped} skipped (see the messages above)" if skipped else ""
+    fewer = [f"{n} over {c}" for n, c in (counts or {}).items() if c < len(rows)]
+    if fewer:  # e.g. hd95, undefined where the prediction or the truth is empty
+        note += f" ({', '.join(fewer)}: undefined on the others)"
     lines.append(f"means over {len(rows)} of {found} images{note}")
     return "\n".join(lines)
 
@@ -566,6 +648,10 @@ def _user_errors() -> tuple[type[BaseException], ...]:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    for stream in (sys.stdout, sys.stderr):
+        # A file name that is not valid UTF-8 is printed escaped, not a crash mid-run.
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
     args = _parser().parse_args(argv)
     command = _predict if args.command == "predict" else _evaluate
     progress = _Progress()

@@ -13,6 +13,7 @@ from __future__ import annotations
 __all__ = [
     "DEFAULT_MAX_PIXELS",
     "IMAGE_EXTENSIONS",
+    "MAX_PIXELS_ENV",
     "atomic_write_bytes",
     "encode_image",
     "encode_mask",
@@ -28,7 +29,6 @@ __all__ = [
     "write_probabilities",
 ]
 
-import contextlib
 import io
 import os
 import struct
@@ -43,11 +43,12 @@ from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 from tiledseg._validation import validate_choice, validate_range
 from tiledseg.atomic import atomic_write_bytes
 from tiledseg.errors import ImageReadError, MaskSizeError, PixelLimitError
-from tiledseg.masks import LOSSY_FORMATS, foreground
+from tiledseg.limits import env_limit
+from tiledseg.masks import LOSSY_FORMATS, check_alpha, foreground
 
 DEFAULT_MAX_PIXELS = 80_000_000
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp")
-_MAX_PIXELS_ENV = "TILEDSEG_MAX_PIXELS"
+MAX_PIXELS_ENV = "TILEDSEG_MAX_PIXELS"
 
 _Source = str | os.PathLike | bytes
 # Pillow names camera JPEGs with extra pictures "MPO"; they decode as JPEG.
@@ -64,16 +65,7 @@ Image.MAX_IMAGE_PIXELS = None
 def _resolve_max_pixels(max_pixels: int | None) -> int:
     if max_pixels is not None:
         return validate_range(max_pixels, "max_pixels", low=1, integer=True)
-    text = os.environ.get(_MAX_PIXELS_ENV, "").strip()
-    if not text:
-        return DEFAULT_MAX_PIXELS
-    with contextlib.suppress(ValueError):
-        if int(text) >= 1:
-            return int(text)
-    raise ValueError(
-        f"Environment variable {_MAX_PIXELS_ENV} must be a positive whole number of pixels, "
-        f"e.g. 120000000. Received: {_MAX_PIXELS_ENV}={text!r}"
-    )
+    return env_limit(MAX_PIXELS_ENV, DEFAULT_MAX_PIXELS, example=120_000_000)
 
 
 def _open(source: _Source, name: str | None) -> tuple[str, bytes | Path]:
@@ -142,7 +134,7 @@ def _decode(
                 f"the image is {height}x{width} (HxW) = {height * width:,} pixels, above the "
                 f"limit of {limit:,} pixels. If you trust the file, raise the limit with "
                 f"max_pixels={height * width} or the environment variable "
-                f"{_MAX_PIXELS_ENV}={height * width}",
+                f"{MAX_PIXELS_ENV}={height * width}",
             )
         try:
             return label, _pixels(image, label, data), str(image.format)
@@ -179,6 +171,20 @@ def _pixels(image: Image.Image, label: str, data: bytes | Path) -> np.ndarray:
     # Palettes may carry transparency, which Pillow only expands cleanly through RGBA.
     target = "RGBA" if image.mode in ("P", "PA") else "RGB"
     return np.asarray(image.convert(target))[..., :3]
+
+
+def _alpha(label: str, data: bytes | Path) -> np.ndarray | None:
+    """The oriented alpha channel of a file that has one (8-bit), else None."""
+    with _pillow_open(label, data) as image:
+        transparent = image.mode in ("RGBA", "LA", "La", "RGBa", "PA") or (
+            image.mode in ("P", "L", "RGB") and "transparency" in image.info
+        )
+        if not transparent:
+            return None
+        try:
+            return np.asarray(ImageOps.exif_transpose(image).convert("RGBA").getchannel("A"))
+        except _DECODE_ERRORS as error:
+            raise ImageReadError(label, f"the file is corrupt or truncated ({error})") from error
 
 
 def _to_uint8(values: np.ndarray) -> np.ndarray:
@@ -248,6 +254,7 @@ def read_mask(
             validate_range(size, "shape", low=1, integer=True)
     label, values, image_format = _decode(source, name, max_pixels)
     mask = foreground(values, label, lossy=image_format in LOSSY_FORMATS)
+    check_alpha(mask, _alpha(*_open(source, name)), label)
     if shape is not None and mask.shape != tuple(shape):
         (mask_h, mask_w), (image_h, image_w) = mask.shape, shape
         hint = ""

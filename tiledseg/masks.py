@@ -12,6 +12,11 @@ A binary mask is read from its decoded values (:func:`tiledseg.io.read_mask` dec
    a brightest channel above 127. Refused when no pixel is above 127 while some are above 0
    (a 0/1 mask saved as JPEG cannot be told from its noise), or when more than 2% of the
    pixels lie between 64 and 191 (not a two-level image).
+5. Transparency: a mask whose alpha channel leaves some pixels fully transparent is read from
+   its colour values only where those agree with it (foreground exactly where not transparent,
+   as annotation tools export opaque labels on a transparent background). A shape drawn in
+   the alpha channel alone (a white or black image with a transparent background) is refused:
+   its colour values would read as all foreground or all background.
 
 Refused, with the reason and the levels found: two levels neither of which is 0 (1/2,
 100/200), more than two levels in a lossless file (a label map with several classes, or a mask
@@ -21,7 +26,7 @@ resized with interpolation), and colour masks with several colours. Save such ma
 
 from __future__ import annotations
 
-__all__ = ["LOSSY_FORMATS", "MID_FRACTION_LIMIT", "foreground"]
+__all__ = ["LOSSY_FORMATS", "MID_FRACTION_LIMIT", "check_alpha", "foreground"]
 
 import numpy as np
 
@@ -123,3 +128,29 @@ def foreground(values: np.ndarray, label: str, *, lossy: bool) -> np.ndarray:
         else:
             return _colour(values, label)
     return _grey(values, label, lossy)
+
+
+def check_alpha(mask: np.ndarray, alpha: np.ndarray | None, label: str) -> None:
+    """Refuse a mask whose transparency disagrees with its colour values (rule 5).
+
+    Args:
+        mask: np.ndarray (H, W) bool, the foreground read from the colour values.
+        alpha: np.ndarray (H, W) or None, the file's alpha channel (None: it has none).
+        label: str, the file's name for messages.
+
+    Raises:
+        MaskValueError: some pixels are fully transparent and the foreground is not exactly
+            the pixels that are not.
+    """
+    if alpha is None or alpha.min() > 0:
+        return  # nothing is transparent: the alpha carries no shape
+    visible = alpha > 0
+    if np.array_equal(mask, visible):
+        return
+    raise MaskValueError(
+        label,
+        f"its alpha channel makes {100 * (1 - visible.mean()):.1f}% of it transparent, while "
+        f"its colour values make {100 * mask.mean():.1f}% foreground, and the two disagree: "
+        "a shape drawn in transparency is not read from it. Save the mask without an alpha "
+        "channel, with background 0 and foreground 255 (e.g. (alpha > 0) * 255)",
+    )

@@ -10,8 +10,9 @@ The naming rule (also in the README, "Image input and limits"):
 - The same file given twice (``a.jpg`` and the folder holding it) is processed once.
 - Refused before any inference, with the names involved: two inputs that would still write the
   same file (``d1/a.jpg`` and ``d2/a.jpg``), an output that is one of the inputs (``--out`` set
-  to the input folder with a PNG input), an output path that is a folder, and an output folder
-  that cannot be created or written.
+  to the input folder with a PNG input), an output path that is a folder, an output folder
+  that cannot be created or written, and, unless ``--overwrite`` is given, an output file that
+  already exists (a folder of ground-truth masks named ``<stem>.png`` is one ``--out`` away).
 """
 
 from __future__ import annotations
@@ -110,6 +111,7 @@ def plan_outputs(
     *,
     overlay: bool = False,
     probabilities: bool = False,
+    overwrite: bool = False,
 ) -> list[ImageOutputs]:
     """Map every input image to its own output files (the module's rule), or refuse.
 
@@ -120,13 +122,14 @@ def plan_outputs(
         out: the output folder.
         overlay: bool, also plan ``<name>_overlay.jpg``.
         probabilities: bool, also plan ``<name>_prob.png``.
+        overwrite: bool, allow replacing files that already exist there (default: refuse).
 
     Returns:
         list of ImageOutputs, one per distinct input, in input order.
 
     Raises:
-        OutputPlanError: two inputs would write one file, an output is an input or a folder, or
-            `out` cannot be created or written.
+        OutputPlanError: two inputs would write one file, an output is an input or a folder, an
+            output exists and `overwrite` is False, or `out` cannot be created or written.
 
     Example:
         >>> [o.mask.name for o in plan_outputs(["x/a.jpg", "x/a.png", "x/b.jpg"], "out")]
@@ -158,7 +161,20 @@ def plan_outputs(
             )
         )
     _refuse_collisions(planned, out)
+    if not overwrite:
+        _refuse_existing(planned, out)
     return planned
+
+
+def _refuse_existing(planned: list[ImageOutputs], out: Path) -> None:
+    existing = [path for item in planned for path in item.paths if os.path.lexists(path)]
+    if existing:
+        shown = ", ".join(str(path) for path in existing[:3])
+        more = f" and {len(existing) - 3} more" if len(existing) > 3 else ""
+        raise OutputPlanError(
+            f"--out {out} already holds {len(existing)} file(s) this run would write: "
+            f"{shown}{more}. Pass --overwrite to replace them, or choose another --out."
+        )
 
 
 def _refuse_collisions(planned: list[ImageOutputs], out: Path) -> None:

@@ -258,8 +258,35 @@ def load_config(
     for assignment in overrides:
         config = apply_override(config, assignment)
     _check(config, DEFAULTS, ())
+    _check_train_numbers(config["train"])
     config["augment"] = {**AUGMENT_DEFAULTS, **config["augment"]}
     return config
+
+
+# [train] numbers and their ranges: (key, low, low_inclusive, high, integer).
+_TRAIN_RANGES = (
+    ("epochs", 1, True, None, True),
+    ("batch_size", 1, True, None, True),
+    ("steps_per_epoch", 0, True, None, True),
+    ("learning_rate", 0, False, None, False),
+    ("weight_decay", 0, True, None, False),
+    ("clipvalue", 0, True, None, False),
+    ("plateau_factor", 0, False, 1, False),
+    ("plateau_patience", 0, True, None, True),
+    ("min_learning_rate", 0, True, None, False),
+    ("early_stopping_patience", 0, True, None, True),
+    ("time_limit_minutes", 0, True, None, False),
+    ("freeze_encoder_epochs", 0, True, None, True),
+)
+
+
+def _check_train_numbers(train: dict[str, Any]) -> None:
+    """Finite numbers in range, so `train.epochs=-3` or a zero learning rate fails at once."""
+    for key, low, low_inclusive, high, integer in _TRAIN_RANGES:
+        validate_range(
+            train[key], f"train.{key}", low=low, low_inclusive=low_inclusive, high=high,
+            integer=integer,
+        )  # fmt: skip
 
 
 def _read_toml(path: Path, chain: tuple[Path, ...]) -> dict[str, Any]:

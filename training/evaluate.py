@@ -304,6 +304,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     from training.data import load_pairs
 
     try:
+        pairs = load_pairs({"images": args.images, "masks": args.masks})
+        if args.output:  # never over an input (a mask folder is one typo away), nor a folder
+            from tiledseg.output_plan import check_writable_file
+
+            inputs = [path for pair in pairs for path in pair]
+            check_writable_file(Path(args.output), "--output", inputs)
         model, settings = load_for_evaluation(args.model)
         if args.scale:
             settings["scale"] = _parse_scale(args.scale).to_dict()
@@ -314,7 +320,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             settings["tta"] = None if args.tta == "none" else args.tta
         if args.precision:
             settings["precision"] = args.precision
-        pairs = load_pairs({"images": args.images, "masks": args.masks})
         print(f"Evaluating {len(pairs)} images, factor {downsampling_factor(model)}, {settings}")
         report = evaluate_pairs(
             model,
