@@ -290,7 +290,7 @@ def test_predict_whole_with_a_fixed_input_size(tiny_unet):
         ({"tta": "rot90"}, ValueError, "Received: tta='rot90'"),
         ({"precision": "fp8"}, ValueError, "Received: precision='fp8'"),
         ({"batch_size": 0}, ValueError, "Received: batch_size=0"),
-        ({"scale": -1.0}, ValueError, "Received: value=-1.0"),
+        ({"scale": -1.0}, ValueError, "Received: scale.value=-1.0"),
         ({"frame": -2}, ValueError, "Received: frame=-2"),
     ],
 )

@@ -219,6 +219,10 @@ def test_mask_size_mismatch_names_both_sizes(tmp_path):
         read_mask(rotated, shape=(30, 20))
     with pytest.raises(ValueError, match="shape"):
         read_mask(rotated, shape=(20,))
+    # An image's whole shape works as it is; its channels are not compared.
+    assert read_mask(rotated, shape=(20, 30, 3)).shape == (20, 30)
+    with pytest.raises(MaskSizeError, match="rotated by 90 degrees"):
+        read_mask(rotated, shape=(30, 20, 3))
 
 
 # --- pixel limit ----------------------------------------------------------------------------

@@ -119,7 +119,7 @@ def test_a_newer_minor_version_may_add_fields_but_a_known_version_may_not():
         ("classes", [{"name": "x", "color": [300, 0, 0]}], "integers in [0, 255]"),
         ("metrics", [{"settings": {}, "values": {"dice": 0.5}}], "'split': str"),
         ("metrics", [{"split": "a", "settings": {}, "values": {}}], "non-empty values"),
-        ("scale", {"mode": "width", "value": 2}, "`mode` must be one of"),
+        ("scale", {"mode": "width", "value": 2}, "`scale.mode` must be one of"),
         ("frame", -1, "Received: frame=-1"),
     ],
 )

@@ -223,7 +223,7 @@ def read_mask(
     source: _Source,
     *,
     name: str | None = None,
-    shape: tuple[int, int] | None = None,
+    shape: tuple[int, ...] | None = None,
     max_pixels: int | None = None,
 ) -> np.ndarray:
     """Read a binary mask: 0/1, 0/255, 0/65535, 16-bit 0/255, label, palette, RGB, JPEG-noisy.
@@ -236,7 +236,8 @@ def read_mask(
 
     Args:
         source, name, max_pixels: as in `read_image`.
-        shape: tuple[int, int] | None, default None. The image's (H, W), to check against.
+        shape: tuple | None, default None. The image's (H, W) to check against, or its
+            whole shape (H, W, C) as ``image.shape`` gives it.
     Returns:
         np.ndarray (H, W) bool.
     Raises:
@@ -248,8 +249,12 @@ def read_mask(
         dtype('bool')
     """
     if shape is not None:
-        if not isinstance(shape, tuple | list) or len(shape) != 2:
-            raise ValueError(f"`shape` must be a (height, width) pair. Received: shape={shape!r}")
+        if not isinstance(shape, tuple | list) or len(shape) not in (2, 3):
+            raise ValueError(
+                "`shape` must be the image's (height, width), or its whole shape "
+                f"(height, width, channels). Received: shape={shape!r}"
+            )
+        shape = tuple(shape[:2])  # `image.shape` works as it is
         for size in shape:
             validate_range(size, "shape", low=1, integer=True)
     label, values, image_format = _decode(source, name, max_pixels)

@@ -45,8 +45,9 @@ class PixelScale:
     value: float = 1.0
 
     def __post_init__(self) -> None:
-        validate_choice(self.mode, SCALE_MODES, "mode")
-        validate_range(self.value, "value", low=0, low_inclusive=False)
+        # Named as users write them: scale={"mode": ..., "value": ...}.
+        validate_choice(self.mode, SCALE_MODES, "scale.mode")
+        validate_range(self.value, "scale.value", low=0, low_inclusive=False)
 
     def factor_for(self, height: int, width: int) -> float:
         """Return the resize factor for an image of this height and width."""
