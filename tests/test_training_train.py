@@ -279,6 +279,11 @@ def test_train_command_reports_config_errors(tmp_path, capsys):
     assert "does not exist" in capsys.readouterr().err
     assert train.main(["--set", "train.epoch=1", str(CONFIGS / "isic2017.toml")]) == 2
     assert "Did you mean 'epochs'" in capsys.readouterr().err
+    # A relative data.root that does not resolve names where it was looked for, and how to fix.
+    missing = tmp_path / "nowhere"
+    assert train.main([str(CONFIGS / "isic2017.toml"), "--set", f'data.root="{missing}"']) == 2
+    error = capsys.readouterr().err
+    assert f"is {missing}, which is not a folder" in error and "--set data.root=" in error
     with pytest.raises(SystemExit):
         train.main([])
 

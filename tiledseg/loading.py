@@ -240,8 +240,9 @@ def load_model_path(
             raise MetadataError(
                 f"{path} is a model folder without {META_FILE}, which holds its inference "
                 "settings (scale, tile, threshold, post-processing). Restore the file (it is "
-                "written by `python -m model_zoo bundle` or `publish`), or run the bare "
-                ".keras file with explicit settings."
+                "written by `python -m model_zoo bundle` or `publish`), or load the network "
+                "with `keras.saving.load_model(folder)` and give `predict_tiled` its settings "
+                "explicitly."
             )
         meta = (default_meta or _default_meta)(folder, network)
     check_channels(meta, network, folder)

@@ -414,7 +414,21 @@ def train(
     """
     train_cfg = config["train"]
     validate_choice(train_cfg["mixed_precision"], PRECISIONS, "train.mixed_precision")
-    root = Path(config["data"]["root"]).resolve()
+    given = config["data"]["root"]
+    root = Path(given).resolve()
+    splits = (config["data"]["train"], config["data"]["valid"], config["eval"]["split"])
+    under_root = [
+        path
+        for split in splits
+        for path in ([split] if isinstance(split, str) else [split["images"], split["masks"]])
+        if path and not Path(path).is_absolute()
+    ]
+    if under_root and not root.is_dir():
+        relative = "" if Path(given).is_absolute() else " (relative to the current directory)"
+        raise FileNotFoundError(
+            f"data.root {given!r}{relative} is {root}, which is not a folder. Run from the "
+            "folder it is relative to, or set it: --set data.root=/path/to/data."
+        )
     config["data"]["root"] = str(root)
     keras.utils.set_random_seed(config["seed"])
     check_inference_config(config)
