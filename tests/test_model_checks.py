@@ -119,7 +119,7 @@ def test_a_broken_weights_file_is_named_with_what_is_wrong(folder, image, damage
 def test_a_model_folder_without_tiledseg_json_is_refused(folder, image):
     model = _copy(folder, image.parent)
     (model / "tiledseg.json").unlink()
-    _refused(_predict(model, image), image, "without tiledseg.json", "explicit settings")
+    _refused(_predict(model, image), image, "without tiledseg.json", "its settings explicitly")
 
 
 def test_a_bare_keras_file_runs_and_warns_which_defaults_it_used(image):
