@@ -269,9 +269,27 @@ def test_evaluate_command_uses_the_run_settings(tiny_run, shared_data, tmp_path,
     first = sorted(images.iterdir())[0]
     first.unlink()
     first.write_bytes(b"\xff\xd8 not a JPEG")
-    assert evaluate.main(arguments) == 2
+    # One corrupt image is skipped and named; the means are over the rest, and say so.
+    assert evaluate.main([*arguments, "--output", str(output)]) == 2
+    captured = capsys.readouterr()
+    assert captured.err.startswith(f"skipped {first.stem}: ") and "Traceback" not in captured.err
+    assert first.name in captured.err
+    assert "Means over 2 of 3 images (1 skipped):" in captured.out
+    partial = json.loads(output.read_text())
+    others = sorted(path.stem for path in images.iterdir() if path != first)
+    assert sorted(row["image"] for row in partial["images"]) == others
+    assert [entry["image"] for entry in partial["skipped"]] == [first.stem]
+    assert 0 <= partial["mean"]["dice"] <= 1
+    # When nothing can be scored, it is one error line and no report.
+    for image in images.iterdir():
+        image.unlink()
+        image.write_bytes(b"")
+    output.unlink()
+    assert evaluate.main([*arguments, "--output", str(output)]) == 2
     error = capsys.readouterr().err
-    assert error.startswith("error: ") and first.name in error and "Traceback" not in error
+    assert error.startswith("error: None of the 3 pairs could be scored: ")
+    assert "(and 2 more)" in error
+    assert not output.exists()
 
 
 def test_train_command_reports_config_errors(tmp_path, capsys):

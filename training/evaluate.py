@@ -25,6 +25,7 @@ import numpy as np
 from tiledseg import PixelScale, TiledPredictor
 from tiledseg import metrics as tiledseg_metrics
 from tiledseg._validation import validate_choice, validate_range
+from tiledseg.errors import ImageReadError, MaskSizeError, TiledsegError, WorkLimitError
 from tiledseg.io import read_image, read_mask
 from tiledseg.metrics import mean_metrics, metric_counts, segmentation_metrics
 from tiledseg.postprocess import postprocess, validate_postprocess_options
@@ -89,6 +90,10 @@ def _foreground(probabilities: np.ndarray) -> np.ndarray:
     return probabilities if probabilities.ndim == 2 else probabilities[..., 0]
 
 
+# What one bad pair raises; anything else (a bad setting, a bug) still stops the run.
+_UNREADABLE = (ImageReadError, MaskSizeError, WorkLimitError, FileNotFoundError)
+
+
 def evaluate_pairs(
     model: keras.Model,
     pairs: Sequence[tuple[Path, Path]],
@@ -97,6 +102,7 @@ def evaluate_pairs(
     split: str = "",
     progress: Callable[[int, int, str], None] | None = None,
     precision: str | None = None,
+    skip_unreadable: bool = False,
 ) -> dict[str, Any]:
     """Predict each image at full size through the engine and score it against its mask.
 
@@ -109,11 +115,18 @@ def evaluate_pairs(
         progress: called as ``progress(done, total, image_stem)`` after each image.
         precision: the network's precision (:func:`tiledseg.predict_tiled`); default the
             settings' own ``precision`` (a run's pinned one), else the engine's ``"auto"``.
+        skip_unreadable: bool, default False. If True, a pair whose image or mask cannot be
+            read (corrupt, empty, wrong size, over the pixel limit, missing) is left out and
+            listed under ``"skipped"`` with the reason, instead of stopping the whole run.
 
     Returns:
         The ``eval.json`` dict: ``{"split", "settings", "mean", "count", "images",
-        "wall_seconds"}``; ``images`` holds one dict of metrics per image, and ``settings``
-        records the runtime and precision the engine resolved, so a score says what made it.
+        "skipped", "wall_seconds"}``; ``images`` holds one dict of metrics per image,
+        ``skipped`` one ``{"image", "reason"}`` per pair left out, and ``settings`` records
+        the runtime and precision the engine resolved, so a score says what made it.
+
+    Raises:
+        TiledsegError: with ``skip_unreadable``, when no pair at all could be scored.
 
     Example:
         >>> report = evaluate_pairs(model, load_pairs("../shared/data/isic2017/fullres"),
@@ -128,17 +141,31 @@ def evaluate_pairs(
     validate_postprocess_options({"threshold": settings["threshold"], **settings["postprocess"]})
     predictor = tiled_predictor(model, settings, precision=precision)
     rows = []
+    skipped = []
     started = time.perf_counter()
     for done, (image_path, mask_path) in enumerate(pairs, start=1):
-        image = read_image(image_path)
-        truth = read_mask(mask_path, shape=image.shape[:2])
-        probabilities = _foreground(predictor(image))
-        predicted = postprocess(
-            probabilities, threshold=settings["threshold"], **settings["postprocess"]
-        )
-        rows.append({"image": Path(image_path).stem, **segmentation_metrics(predicted, truth)})
+        stem = Path(image_path).stem
+        try:
+            image = read_image(image_path)
+            truth = read_mask(mask_path, shape=image.shape[:2])
+            probabilities = _foreground(predictor(image))
+        except _UNREADABLE as error:
+            if not skip_unreadable:
+                raise
+            skipped.append({"image": stem, "reason": str(error)})
+        else:
+            predicted = postprocess(
+                probabilities, threshold=settings["threshold"], **settings["postprocess"]
+            )
+            rows.append({"image": stem, **segmentation_metrics(predicted, truth)})
         if progress is not None:
-            progress(done, len(pairs), Path(image_path).stem)
+            progress(done, len(pairs), stem)
+    if not rows:
+        first = skipped[0]
+        raise TiledsegError(
+            f"None of the {len(pairs)} pairs could be scored: {first['image']}: "
+            f"{first['reason']}" + (f" (and {len(skipped) - 1} more)" if len(skipped) > 1 else "")
+        )
     scores = [{k: v for k, v in row.items() if k != "image"} for row in rows]
     return {
         "split": split,
@@ -146,6 +173,7 @@ def evaluate_pairs(
         "mean": mean_metrics(scores),
         "count": metric_counts(scores),
         "images": rows,
+        "skipped": skipped,
         "wall_seconds": round(time.perf_counter() - started, 2),
     }
 
@@ -300,7 +328,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--output", help="write the report as JSON here")
     args = parser.parse_args(argv)
 
-    from tiledseg.errors import TiledsegError
     from training.data import load_pairs
 
     try:
@@ -327,18 +354,27 @@ def main(argv: Sequence[str] | None = None) -> int:
             settings,
             split=args.split or str(args.images),
             progress=lambda done, total, stem: print(f"  [{done}/{total}] {stem}", flush=True),
+            skip_unreadable=True,
         )
     except (TiledsegError, OSError, ValueError, TypeError) as error:
         # A bad setting or file: one line that names it (the settings are checked first).
         print(f"error: {error}", file=sys.stderr)
         return 2
+    for entry in report["skipped"]:
+        print(f"skipped {entry['image']}: {entry['reason']}", file=sys.stderr)
+    if report["skipped"]:
+        # The means are over fewer images than asked for: say so, and exit non-zero.
+        print(
+            f"Means over {len(report['images'])} of {len(pairs)} images "
+            f"({len(report['skipped'])} skipped):"
+        )
     for name, value in report["mean"].items():
         print(f"{name:>18}: {value:.4f}")
     print(f"{'wall seconds':>18}: {report['wall_seconds']}")
     if args.output:
         write_json(args.output, report)
         print(f"Wrote {args.output}")
-    return 0
+    return 2 if report["skipped"] else 0
 
 
 if __name__ == "__main__":
