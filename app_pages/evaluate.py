@@ -117,15 +117,33 @@ if not images and not masks:
     st.stop()
 
 pairing = pair_by_name(images, masks)
-if pairing.images_without_mask or pairing.masks_without_image:
+if (
+    pairing.images_without_mask
+    or pairing.masks_without_image
+    or pairing.ambiguous_images
+    or pairing.ambiguous_masks
+):
     lines = []
     if pairing.images_without_mask:
         lines.append("Images without a mask: " + ", ".join(pairing.images_without_mask))
     if pairing.masks_without_image:
         lines.append("Masks without an image: " + ", ".join(pairing.masks_without_image))
+    # A stem shared by two images (a.jpg, a.png) or two masks (two folders of a ZIP) cannot
+    # say which mask is whose: those files are left out, never paired by chance.
+    if pairing.ambiguous_images:
+        lines.append(
+            "Images left out, as their name matches more than one image or mask: "
+            + ", ".join(pairing.ambiguous_images)
+        )
+    if pairing.ambiguous_masks:
+        lines.append(
+            "Masks left out, as their name matches more than one mask or image: "
+            + ", ".join(pairing.ambiguous_masks)
+        )
     st.warning(
         "\n\n".join(lines) + "\n\nA mask pairs with `<stem>.jpg` when it is named `<stem>.png` or "
-        "`<stem>_segmentation.png`; rename the files and upload them again.",
+        "`<stem>_segmentation.png`, and each stem names one image; rename the files and upload "
+        "them again.",
         icon=":material/link_off:",
     )
 if not pairing.pairs:

@@ -113,10 +113,13 @@ with view:
             ],
             hide_index=True,
         )
-        shown = st.selectbox("Show", names, key=f"{PAGE}_shown")
+        # By position: two uploads may share a name (from two folders).
+        shown = st.selectbox(
+            "Show", range(len(names)), format_func=names.__getitem__, key=f"{PAGE}_shown"
+        )
     else:
-        shown = names[0]
-    name, image, prediction, mask, stats = results[names.index(shown)]
+        shown = 0
+    name, image, prediction, mask, stats = results[shown]
     scale_warning(loaded, scale, image.shape)
     with controls:
         color, outline = overlay_colors(PAGE, loaded, image, mask)

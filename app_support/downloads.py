@@ -11,7 +11,7 @@ import json
 import tempfile
 import zipfile
 from collections.abc import Callable, Iterable
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import numpy as np
@@ -101,9 +101,24 @@ def rows_json(payload: Any) -> bytes:
 
 
 def zip_of(files: Iterable[tuple[str, Callable[[], bytes]]]) -> bytes:
-    """A ZIP of ``(name, make_bytes)`` entries; each is encoded as it is written."""
+    """A ZIP of ``(name, make_bytes)`` entries; each is encoded as it is written.
+
+    A name given again (``a.jpg`` and ``a.png`` both give ``masks/a.png``) becomes
+    ``masks/a-2.png``: a ZIP may hold two entries of one name, but unzipping keeps only one.
+    """
     buffer = io.BytesIO()
+    seen: set[str] = set()
     with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
         for name, make in files:
-            archive.writestr(name, make())
+            archive.writestr(_unique_name(name, seen), make())
     return buffer.getvalue()
+
+
+def _unique_name(name: str, seen: set[str]) -> str:
+    path = PurePosixPath(name)
+    unique, count = name, 1
+    while unique in seen:
+        count += 1
+        unique = str(path.with_name(f"{path.stem}-{count}{path.suffix}"))
+    seen.add(unique)
+    return unique

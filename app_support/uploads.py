@@ -11,8 +11,9 @@ import hashlib
 import io
 import os
 import secrets
+import unicodedata
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -122,11 +123,19 @@ class Sample:
 
 @dataclass(frozen=True)
 class Pairing:
-    """Images matched to masks by file name, and what could not be matched."""
+    """Images matched to masks by file name, and what could not be matched.
+
+    ``ambiguous_images`` and ``ambiguous_masks`` name the files left out because their name
+    matches more than one file (``a.jpg`` and ``a.png`` as images, or two ``a.png`` masks from
+    two folders of a ZIP): scoring an image against a mask picked at random would be a silent
+    error.
+    """
 
     pairs: list[tuple[Upload, Upload]]
     images_without_mask: list[str]
     masks_without_image: list[str]
+    ambiguous_images: list[str] = field(default_factory=list)
+    ambiguous_masks: list[str] = field(default_factory=list)
 
 
 def uploads_from_widget(files: Any) -> list[Upload]:
@@ -247,32 +256,60 @@ def mask_stem(name: str) -> str:
     return stem[: -len("_segmentation")] if stem.endswith("_segmentation") else stem
 
 
+def _name_key(stem: str) -> str:
+    # macOS writes names decomposed (NFD) in ZIPs and on disk; a browser may send them composed
+    # (NFC): "Läsion.jpg" must pair with "Läsion.png" however each was spelled.
+    return unicodedata.normalize("NFC", stem)
+
+
 def pair_by_name(images: list[Upload], masks: list[Upload]) -> Pairing:
     """Match each image ``<stem>.*`` with the mask ``<stem>.png`` or ``<stem>_segmentation.png``.
 
-    The same rule as :func:`tiledseg.io.find_mask`, applied to uploaded names.
+    The same rule as :func:`tiledseg.io.find_mask`, applied to uploaded names (compared after
+    Unicode NFC normalisation). ``<stem>.png`` wins over ``<stem>_segmentation.png`` when both
+    were uploaded; a stem that two images share, or two masks of the same spelling, matches
+    nothing and is listed in ``Pairing.ambiguous_images`` / ``ambiguous_masks``.
 
     Example:
         >>> a, m = Upload.from_bytes("a.jpg", b"1"), Upload.from_bytes("a_segmentation.png", b"2")
         >>> len(pair_by_name([a], [m]).pairs)
         1
     """
-    by_stem: dict[str, Upload] = {}
+    candidates: dict[str, list[tuple[int, Upload]]] = {}
     for mask in masks:
-        # "<stem>.png" wins over "<stem>_segmentation.png" when both were uploaded.
-        key = mask_stem(mask.name)
-        if key not in by_stem or not PurePosixPath(mask.name).stem.endswith("_segmentation"):
-            by_stem[key] = mask
-    pairs, lonely_images, used = [], [], set()
+        rank = 1 if PurePosixPath(mask.name).stem.endswith("_segmentation") else 0
+        candidates.setdefault(_name_key(mask_stem(mask.name)), []).append((rank, mask))
+    chosen: dict[str, Upload | None] = {}  # None: two masks of the best spelling
+    for key, found in candidates.items():
+        best = min(rank for rank, _ in found)
+        top = [mask for rank, mask in found if rank == best]
+        chosen[key] = top[0] if len(top) == 1 else None
+    image_counts: dict[str, int] = {}
     for image in images:
-        mask = by_stem.get(image.stem)
-        if mask is None:
-            lonely_images.append(image.name)
-        else:
+        key = _name_key(image.stem)
+        image_counts[key] = image_counts.get(key, 0) + 1
+    pairs, lonely_images, ambiguous_images, ambiguous_masks = [], [], [], []
+    used: set[int] = set()
+    for image in images:
+        key = _name_key(image.stem)
+        if image_counts[key] > 1 or (key in chosen and chosen[key] is None):
+            ambiguous_images.append(image.name)
+        elif key in chosen:
+            mask = chosen[key]
             pairs.append((image, mask))
-            used.add(mask.name)
-    lonely_masks = [mask.name for mask in masks if mask.name not in used]
-    return Pairing(pairs, lonely_images, lonely_masks)
+            used.add(id(mask))
+        else:
+            lonely_images.append(image.name)
+    lonely_masks = []
+    for mask in masks:
+        key = _name_key(mask_stem(mask.name))
+        if id(mask) in used:
+            continue
+        if chosen[key] is None or image_counts.get(key, 0) > 1:
+            ambiguous_masks.append(mask.name)
+        else:
+            lonely_masks.append(mask.name)
+    return Pairing(pairs, lonely_images, lonely_masks, ambiguous_images, ambiguous_masks)
 
 
 def read_zip(upload: Upload) -> tuple[list[Upload], list[Upload]]:

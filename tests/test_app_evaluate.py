@@ -124,6 +124,37 @@ def test_wrong_size_mask_and_unpaired_names_are_listed_not_crashed_on(zoo_root, 
     assert len(at.dataframe[0].value) == 1  # the good pair is still scored
 
 
+def test_a_name_in_two_folders_of_a_zip_is_left_out_not_paired_by_chance(zoo_root, pairs):
+    expected = _expected_rows(zoo_root, pairs)
+    (image_name, _, _), (mask_name, _, _) = pairs[0]
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w") as bundle:
+        for (name, data, _), (other_name, other_data, _) in pairs:
+            bundle.writestr(f"visit1/images/{name}", data)
+            bundle.writestr(f"visit1/masks/{other_name}", other_data)
+        # A second visit of the first lesion: same names, another mask (the second lesion's).
+        bundle.writestr(f"visit2/images/{image_name}", pairs[1][0][1])
+        bundle.writestr(f"visit2/masks/{mask_name}", pairs[1][1][1])
+    at = _evaluate_page()
+    at.radio(key="evaluate_source").set_value("ZIP archive").run()
+    at.file_uploader(key="evaluate_zip").set_value(
+        ("visits.zip", archive.getvalue(), "application/zip")
+    )
+    at.run()
+    assert not at.exception and not at.error
+    warning = at.warning[0].value
+    assert (
+        f"Images left out, as their name matches more than one image or mask: {image_name}, "
+        f"{image_name}" in warning
+    )
+    assert (
+        f"Masks left out, as their name matches more than one mask or image: {mask_name}, "
+        f"{mask_name}" in warning
+    )
+    assert list(at.dataframe[0].value["image"]) == [f"{STEMS[1]}.jpg"]
+    assert _metric(at, "Dice") == f"{expected[1]['dice']:.4f}"
+
+
 def test_corrupt_mask_is_an_error(zoo_root, pairs):
     at = _evaluate_page()
     at.file_uploader(key="evaluate_images").set_value(pairs[0][0])

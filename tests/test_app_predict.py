@@ -130,6 +130,15 @@ def test_a_batch_lists_every_image_and_offers_a_zip(zoo_root, shared_data, lesio
     assert list(table["image"]) == [f"{STEM}.jpg", other.name]
     assert at.selectbox(key="predict_shown").options == [f"{STEM}.jpg", other.name]
     assert "All 2 (ZIP)" in [button.label for button in at.get("download_button")]
+    # Two uploads of one name (from two folders) are two results, each one selectable.
+    at.file_uploader(key="predict_upload").set_value(
+        [(*lesion, "image/jpeg"), (lesion[0], other.read_bytes(), "image/jpeg")]
+    )
+    at.run()
+    assert not at.exception and not at.error
+    assert at.selectbox(key="predict_shown").options == [f"{STEM}.jpg", f"{STEM}.jpg"]
+    at.selectbox(key="predict_shown").set_value(1).run()
+    assert not at.exception and at.selectbox(key="predict_shown").value == 1
 
 
 def test_samples_come_from_the_shared_data(zoo_root, shared_data):

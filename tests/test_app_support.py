@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import unicodedata
 import zipfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -128,6 +129,43 @@ def test_pair_by_name_matches_both_mask_spellings_and_lists_the_rest():
     ]
     assert pairing.images_without_mask == ["c.png"]
     assert pairing.masks_without_image == ["z.png"]
+    assert pairing.ambiguous_images == [] and pairing.ambiguous_masks == []
+
+
+def test_pair_by_name_leaves_out_names_that_match_more_than_one_file():
+    from app_support.uploads import Upload, pair_by_name
+
+    def uploads(*names: str) -> list[Upload]:
+        return [Upload.from_bytes(name, name.encode()) for name in names]
+
+    # Two images of one stem, two masks of one spelling (two folders of a ZIP), and a name
+    # that macOS spelled decomposed (NFD) while the browser sent its mask composed (NFC).
+    nfd, nfc = unicodedata.normalize("NFD", "Läsion"), unicodedata.normalize("NFC", "Läsion")
+    assert nfd != nfc
+    pairing = pair_by_name(
+        uploads("a.jpg", "a.png", "b.jpg", f"{nfd}.jpg", "c.jpg"),
+        uploads("a.png", "b.png", "b.png", f"{nfc}.png", "c.png", "c_segmentation.png"),
+    )
+    assert [(i.name, m.name) for i, m in pairing.pairs] == [
+        (f"{nfd}.jpg", f"{nfc}.png"),
+        ("c.jpg", "c.png"),
+    ]
+    assert pairing.ambiguous_images == ["a.jpg", "a.png", "b.jpg"]
+    assert pairing.ambiguous_masks == ["a.png", "b.png", "b.png"]
+    assert pairing.images_without_mask == [] and pairing.masks_without_image == [
+        "c_segmentation.png"
+    ]
+
+
+def test_zip_of_keeps_every_entry_when_names_repeat():
+    from app_support.downloads import zip_of
+
+    data = zip_of(
+        [("masks/a.png", lambda: b"1"), ("masks/a.png", lambda: b"2"), ("a", lambda: b"3")]
+    )
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        assert archive.namelist() == ["masks/a.png", "masks/a-2.png", "a"]
+        assert archive.read("masks/a-2.png") == b"2"
 
 
 def test_read_zip_takes_images_and_masks_folders_and_rejects_non_zip():
