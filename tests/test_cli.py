@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 
+import cv2
 import numpy as np
 import pytest
 from conftest import build_tiny_unet
@@ -265,3 +266,26 @@ def test_evaluate_the_pretrained_blood_cell_model_on_real_slides(bloodcell_pairs
     assert report["settings"]["tta"] == "flips" and report["settings"]["precision"] == "float32"
     # 0.962 on these three slides as bundled (0.978, 0.976, 0.931), 0.962 on all ten
     assert report["mean"]["dice"] > 0.95
+
+
+def test_a_scale_far_from_the_models_own_is_a_warning(shared_data, tmp_path, capsys):
+    """--scale that shows a photo at over 2x (or under 1/2) the size the model was trained at
+    (short side 256 px) warns, per image; the model's own scale, or one near it, does not."""
+    photo = read_image(shared_data / "isic2017" / "fullres" / "images" / "ISIC_0001769.jpg")
+    height, width = photo.shape[:2]
+    small = tmp_path / "photo.png"  # short side 600 px
+    factor = 600 / min(height, width)
+    write_image(small, cv2.resize(photo, (round(width * factor), round(height * factor))))
+    arguments = ["predict", "--model", "unet-isic2017", "--no-tta", str(small), "--overwrite"]
+    for scale, expected in (("1", "2.3x"), ("0.1", "0.23x"), (None, None), ("0.5", None)):
+        extra = ["--scale", scale] if scale else []
+        assert main([*arguments, "--out", str(tmp_path / "out"), *extra]) == 0
+        err = capsys.readouterr().err
+        if expected is None:
+            assert "trained at" not in err
+        else:
+            assert (
+                f"warning: photo.png: --scale {scale} shows this {read_image(small).shape[1]}x600 "
+                f"image to the network at {expected} the size the model was trained at"
+            ) in err
+            assert "leave --scale out to use the model's own scale" in err

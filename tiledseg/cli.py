@@ -284,6 +284,8 @@ class _Runner:
         else:
             self.model = _serving_model(args)
         meta = getattr(self.model, "meta", None)
+        # Only a --scale asked for can be far from the model's own; a bare .keras file has none.
+        self.trained_scale = getattr(meta, "scale", None) if args.scale is not None else None
         self.postprocess = dict(getattr(meta, "postprocess", None) or {})
         # The threshold may sit in the metadata on its own or among the post-processing steps.
         stored_threshold = self.postprocess.pop("threshold", None)
@@ -314,6 +316,24 @@ class _Runner:
             self.predictor = TiledPredictor(self.model, **self.settings)
         except (ValueError, TypeError) as error:  # e.g. --overlap 1.5
             raise _UserError(str(error)) from None
+
+    def warn_about_scale(self, image, name: str) -> None:
+        """One warning line where --scale shows the image far from the size the model knows."""
+        from tiledseg.scale import RELIABLE_SCALE_RATIOS, scale_ratio
+
+        if self.trained_scale is None:
+            return
+        height, width = image.shape[:2]
+        ratio = scale_ratio(self.settings["scale"], self.trained_scale, height, width)
+        low, high = RELIABLE_SCALE_RATIOS
+        if not low <= ratio <= high:
+            print(
+                f"warning: {name}: --scale {self.settings['scale']:g} shows this {width}x{height} "
+                f"image to the network at {ratio:.2g}x the size the model was trained at "
+                f"({'larger' if ratio > 1 else 'smaller'}): expect a poor mask; leave --scale "
+                "out to use the model's own scale",
+                file=sys.stderr,
+            )
 
     def probabilities(self, image, label: str):
         from tiledseg import predict_whole
@@ -474,6 +494,7 @@ def _predict(args: argparse.Namespace, progress: _Progress) -> int:
         started = time.perf_counter()
         try:
             image = tio.read_image(path)
+            runner.warn_about_scale(image, path.name)
             probabilities = runner.probabilities(image, label)
         except _image_errors() as error:  # unreadable, or too much work at the model's scale
             failures += 1
@@ -548,6 +569,7 @@ def _evaluate(args: argparse.Namespace, progress: _Progress) -> int:
         try:
             image = tio.read_image(image_path)
             truth = tio.read_mask(mask_path, shape=image.shape[:2])
+            runner.warn_about_scale(image, image_path.name)
             mask = runner.mask(runner.probabilities(image, label))
         except _image_errors() as error:
             skipped.append({"image": name[image_path], "reason": str(error)})

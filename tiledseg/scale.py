@@ -16,15 +16,21 @@ import numpy as np
 from tiledseg._validation import validate_choice, validate_range
 
 __all__ = [
+    "RELIABLE_SCALE_RATIOS",
     "SCALE_MODES",
     "PixelScale",
     "add_frame",
     "resize_image",
     "resize_probabilities",
+    "scale_ratio",
     "scaled_shape",
 ]
 
 SCALE_MODES = ("factor", "short_side", "long_side")
+# A UNet sees structures at the size it was trained on; shown an image at more than 2x or less
+# than 1/2 of that size its masks are unreliable (factor 1 on the ISIC model, trained at short
+# side 256, gave 0.6 % lesion area for 6.9 %), so the CLI and the app warn outside this range.
+RELIABLE_SCALE_RATIOS = (0.5, 2.0)
 
 
 @dataclass(frozen=True)
@@ -72,6 +78,19 @@ class PixelScale:
             "`scale` must be a number, a PixelScale or a dict like "
             f"{{'mode': 'short_side', 'value': 256}}. Received: scale={value!r}"
         )
+
+
+def scale_ratio(
+    chosen: PixelScale | dict | float, trained: PixelScale | dict | float, height: int, width: int
+) -> float:
+    """How many times larger than at training the ``chosen`` scale shows this image.
+
+    Example:
+        >>> scale_ratio(1.0, PixelScale("short_side", 256), 2848, 4288)  # a full-size photo
+        11.125
+    """
+    chosen_factor = PixelScale.from_value(chosen).factor_for(height, width)
+    return chosen_factor / PixelScale.from_value(trained).factor_for(height, width)
 
 
 def scaled_shape(height: int, width: int, factor: float) -> tuple[int, int]:
