@@ -17,6 +17,8 @@ from tiledseg.errors import TiledsegError
 __all__ = ["main"]
 
 _EXIT_USAGE = 2
+# The commands that load or save a checkpoint, so import Keras and its backend.
+_KERAS_COMMANDS = ("publish", "bundle", "export")
 _EPILOG = """\
 Model references (REF): a local zoo folder, a training run folder or its model.keras, a
 bundled id, a registry id, ORG/NAME or hf://ORG/NAME, optionally followed by @REVISION.
@@ -33,6 +35,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     parser = _build_parser()
     args = parser.parse_args(argv)
+    if args.command in _KERAS_COMMANDS:
+        from tiledseg.quiet import import_keras_quietly
+
+        import_keras_quietly()  # without TensorFlow's start-up notices on stderr
     try:
         return args.handler(args)
     except (TiledsegError, ValueError, TypeError, ImportError) as error:

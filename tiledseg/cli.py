@@ -276,9 +276,12 @@ class _Runner:
     """The model and settings shared by every image of one command."""
 
     def __init__(self, args: argparse.Namespace):
-        from tiledseg import TiledPredictor
+        from tiledseg.quiet import import_keras_quietly
 
         _check_flags(args)  # again, for callers that did not check first
+        import_keras_quietly()  # before anything imports it: no TensorFlow start-up notices
+        from tiledseg import TiledPredictor
+
         if args.serving is None:
             self.model = _load_with_warnings(args)
         else:
