@@ -292,6 +292,34 @@ def test_evaluate_command_uses_the_run_settings(tiny_run, shared_data, tmp_path,
     assert not output.exists()
 
 
+def test_bad_training_pairs_stop_the_run_before_it_starts(shared_data, tmp_path, capsys):
+    """A corrupt image and a mask of another size in data.train are both named, before any
+    model is built or run directory written (not as a TensorFlow traceback in epoch 1)."""
+    overrides = tiny_overrides(shared_data, tmp_path)
+    pairs = load_pairs(shared_data / "isic2017" / "train")[:8]
+    other_mask = load_pairs(shared_data / "isic2017" / "fullres")[0][1]  # another size
+    images = tmp_path / "images"
+    images.mkdir()
+    rows = []
+    for index, (image, mask) in enumerate(pairs):
+        linked = images / image.name
+        if index == 2:
+            linked.write_bytes(b"\xff\xd8 not a JPEG")
+        else:
+            linked.symlink_to(image)
+        rows.append((linked, other_mask if index == 5 else mask))
+    _write_csv(tmp_path / "train.csv", rows)  # the split tiny_overrides points data.train at
+    runs = tmp_path / "runs"
+    arguments = [item for override in overrides for item in ("--set", override)]
+    status = train.main([str(CONFIGS / "isic2017.toml"), *arguments, "--runs-dir", str(runs)])
+    assert status == 2
+    error = capsys.readouterr().err
+    assert error.startswith("error: 2 of 8 pairs in data.train (") and "Traceback" not in error
+    assert f"{pairs[2][0].name}: Cannot read" in error
+    assert f"{pairs[5][0].name}: " in error and "height and width" in error
+    assert not runs.exists()
+
+
 def test_train_command_reports_config_errors(tmp_path, capsys):
     assert train.main(["--set", "train.epoch=1", "--from-seed-config", str(tmp_path / "x")]) == 2
     assert "does not exist" in capsys.readouterr().err

@@ -19,12 +19,14 @@ import keras
 import numpy as np
 
 from tiledseg._validation import validate_range
+from tiledseg.errors import ImageReadError, MaskSizeError, TiledsegError
 from tiledseg.io import image_size, pair_images_and_masks, read_image, read_mask
 from tiledseg.scale import PixelScale, add_frame, resize_image, scaled_shape
 from training.augment import Augmenter
 
 __all__ = [
     "SegmentationDataset",
+    "check_pairs",
     "crop_starts",
     "frame_crop",
     "load_pairs",
@@ -123,6 +125,36 @@ def read_pair(image_path: str | os.PathLike, mask_path: str | os.PathLike):
     image = read_image(image_path)
     mask = read_mask(mask_path, shape=image.shape[:2])
     return image, mask.astype(np.uint8)
+
+
+def check_pairs(pairs: Sequence[Pair], label: str, *, shown: int = 10) -> None:
+    """Read every pair once, so a bad file stops a run before training, not in its epoch 1.
+
+    Training reads its images lazily, inside Keras' data workers, where a corrupt file surfaces
+    as a TensorFlow traceback minutes or hours in; and a bad file in the final evaluation split
+    would end a finished run. All bad pairs are named at once, so one pass fixes them.
+
+    Args:
+        pairs: (image, mask) paths.
+        label: what the pairs are, for the message (``"data.train (isic2017/train)"``).
+        shown: how many bad pairs the message lists in full.
+
+    Raises:
+        TiledsegError: naming each pair that cannot be read (missing, empty, corrupt, not an
+            image, over the pixel limit) or whose mask is not binary or not the image's size.
+    """
+    bad = []
+    for image_path, mask_path in pairs:
+        try:
+            read_pair(image_path, mask_path)
+        except (ImageReadError, MaskSizeError, FileNotFoundError) as error:
+            bad.append(f"{Path(image_path).name}: {error}")
+    if bad:
+        more = f"\n  ... and {len(bad) - shown} more" if len(bad) > shown else ""
+        raise TiledsegError(
+            f"{len(bad)} of {len(pairs)} pairs in {label} cannot be used; fix or remove them "
+            "(from the folder or CSV), then start again:\n  " + "\n  ".join(bad[:shown]) + more
+        )
 
 
 def prepare_pair(

@@ -31,7 +31,13 @@ from tiledseg.tiling import downsampling_factor
 from training import _callbacks as callbacks
 from training.augment import build_augmenter
 from training.config import check_inference_config, load_config, write_config
-from training.data import SegmentationDataset, load_pairs, split_label, split_source
+from training.data import (
+    SegmentationDataset,
+    check_pairs,
+    load_pairs,
+    split_label,
+    split_source,
+)
 from training.evaluate import evaluate_pairs, select_inference_settings
 from training.losses import DiceScore, IoUScore, get_loss
 from training.models import build_model
@@ -202,6 +208,8 @@ def _datasets(config: dict[str, Any], root: Path):
             raise ValueError(f"`data.{key}` is empty: give a dataset folder, table or CSV.")
     train_pairs = load_pairs(split_source(root, data["train"]))
     valid_pairs = load_pairs(split_source(root, data["valid"]))
+    for key, pairs in (("train", train_pairs), ("valid", valid_pairs)):
+        check_pairs(pairs, f"data.{key} ({split_label(data[key])})")
     augmenter = build_augmenter(config["augment"])
     train_data = SegmentationDataset(
         train_pairs,
@@ -433,8 +441,9 @@ def train(
     keras.utils.set_random_seed(config["seed"])
     check_inference_config(config)
     train_data, valid_data, valid_pairs = _datasets(config, root)
-    if config["eval"]["split"]:
-        load_pairs(split_source(root, config["eval"]["split"]))  # fail now if it is missing
+    if config["eval"]["split"]:  # fail now, not after training, if it is missing or bad
+        split = config["eval"]["split"]
+        check_pairs(load_pairs(split_source(root, split)), f"eval.split ({split_label(split)})")
     steps = train_cfg["steps_per_epoch"] or len(train_data)
 
     run_dir = Path(resume) if resume else new_run_dir(runs_dir, config["name"])
