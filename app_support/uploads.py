@@ -13,6 +13,7 @@ import os
 import secrets
 import unicodedata
 import zipfile
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -284,10 +285,7 @@ def pair_by_name(images: list[Upload], masks: list[Upload]) -> Pairing:
         best = min(rank for rank, _ in found)
         top = [mask for rank, mask in found if rank == best]
         chosen[key] = top[0] if len(top) == 1 else None
-    image_counts: dict[str, int] = {}
-    for image in images:
-        key = _name_key(image.stem)
-        image_counts[key] = image_counts.get(key, 0) + 1
+    image_counts = Counter(_name_key(image.stem) for image in images)
     pairs, lonely_images, ambiguous_images, ambiguous_masks = [], [], [], []
     used: set[int] = set()
     for image in images:
@@ -305,7 +303,7 @@ def pair_by_name(images: list[Upload], masks: list[Upload]) -> Pairing:
         key = _name_key(mask_stem(mask.name))
         if id(mask) in used:
             continue
-        if chosen[key] is None or image_counts.get(key, 0) > 1:
+        if chosen[key] is None or image_counts[key] > 1:
             ambiguous_masks.append(mask.name)
         else:
             lonely_masks.append(mask.name)
