@@ -153,14 +153,14 @@ controls, view = st.columns([1, 4])
 with controls:
     threshold, options = postprocess_controls(PAGE, loaded)
 
-rows, scored, problems = [], [], []
+rows, scored, problems, skipped_rows = [], [], [], []
 with view:
     overall = st.progress(0.0, text="Scoring")
     for index, (image_upload, mask_upload) in enumerate(pairing.pairs):
         overall.progress(
             index / len(pairing.pairs), text=f"Image {index + 1} of {len(pairing.pairs)}"
         )
-        with user_errors(f"{image_upload.name} + {mask_upload.name}", collect=problems):
+        with user_errors(f"{image_upload.name} + {mask_upload.name}", collect=problems) as outcome:
             image = decode_image(store, image_upload)
             truth = decode_mask(store, mask_upload, image.shape[:2])
             if not scored:
@@ -178,6 +178,10 @@ with view:
             values = metrics_row(key, mask_upload.sha256, mask, truth)
             rows.append({"image": image_upload.name, "mask": mask_upload.name, **values})
             scored.append((image_upload, mask_upload, image, truth, prediction, mask))
+        if outcome.failed:  # in the downloads too, so a mean never hides what it left out
+            skipped_rows.append(
+                {"image": image_upload.name, "mask": mask_upload.name, "skipped": outcome.message}
+            )
     overall.empty()
 if not rows:
     with view:
@@ -260,15 +264,24 @@ with view:
     )
     error_legend()
 
-    report = {
-        "model": loaded.zoo.id,
-        "revision": loaded.zoo.revision,
-        "settings": settings,
-        "threshold": threshold,
-        "postprocess": options,
-        "mean": means,
-        "images": rows,
-    }
+    report = downloads.evaluation_report(
+        {
+            "model": loaded.zoo.id,
+            "revision": loaded.zoo.revision,
+            "settings": settings,
+            "threshold": threshold,
+            "postprocess": options,
+        },
+        means,
+        rows,
+        skipped_rows,
+        {
+            "images_without_mask": pairing.images_without_mask,
+            "masks_without_image": pairing.masks_without_image,
+            "ambiguous_images": pairing.ambiguous_images,
+            "ambiguous_masks": pairing.ambiguous_masks,
+        },
+    )
 
     def masks_zip() -> bytes:
         files = []
@@ -298,7 +311,8 @@ with view:
     )
     left.download_button(
         "Per-image metrics (CSV)",
-        data=downloads.rows_csv(rows),
+        # Skipped pairs are rows too, their metrics empty and the reason last (as the CLI's).
+        data=downloads.rows_csv([*rows, *skipped_rows]),
         file_name="tiledseg_evaluation.csv",
         mime="text/csv",
         on_click="ignore",

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 __all__ = [
+    "evaluation_report",
     "image_png",
     "mask_png",
     "overlay_jpeg",
@@ -122,3 +123,35 @@ def _unique_name(name: str, seen: set[str]) -> str:
         unique = str(path.with_name(f"{path.stem}-{count}{path.suffix}"))
     seen.add(unique)
     return unique
+
+
+def evaluation_report(
+    header: dict[str, Any],
+    mean: dict[str, float],
+    rows: list[dict[str, Any]],
+    skipped: list[dict[str, str]],
+    left_out: dict[str, list[str]],
+) -> dict[str, Any]:
+    """The Evaluate page's JSON report: what ran, the means, and every file the means omit.
+
+    Args:
+        header: model, revision and settings.
+        mean: the means over ``rows``.
+        rows: one dict of metrics per scored pair (``image``, ``mask``, metrics).
+        skipped: ``{"image", "mask", "skipped"}`` for each pair that could not be scored, the
+            reason in ``skipped``.
+        left_out: names matched to nothing, by why (``images_without_mask``,
+            ``masks_without_image``, ``ambiguous_images``, ``ambiguous_masks``).
+
+    Returns:
+        A JSON-ready dict; ``counts`` says over how many of the pairs the means are, as the
+        ``tiledseg evaluate`` report does.
+    """
+    return {
+        **header,
+        "mean": mean,
+        "counts": {"pairs": len(rows) + len(skipped), "scored": len(rows), "skipped": len(skipped)},
+        "images": rows,
+        "skipped": skipped,
+        "left_out": {key: list(names) for key, names in left_out.items()},
+    }

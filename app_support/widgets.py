@@ -150,6 +150,7 @@ def show_error(error: BaseException, context: str = "") -> None:
 @dataclass
 class _Outcome:
     failed: bool = False
+    message: str = ""  # the reason and advice, plain, where the block failed
 
 
 @contextlib.contextmanager
@@ -173,14 +174,15 @@ def user_errors(context: str = "", *, collect: list[str] | None = None) -> Itera
         yield outcome
     except (TiledsegError, ValueError, MemoryError, ImportError) as error:
         outcome.failed = True
+        advice = _advice(error)
+        text = redact(web_message(error)).rstrip()
+        if advice and not text.endswith((".", "!", "?")):
+            text += "."  # the advice is a sentence of its own
+        outcome.message = text + (f" {advice}" if advice else "")
         if collect is None:
             show_error(error, context)
         else:
-            advice = _advice(error)
-            text = redact(web_message(error)).rstrip()
-            if advice and not text.endswith((".", "!", "?")):
-                text += "."  # the advice is a sentence of its own
-            collect.append(f"**{context}**: {text}" + (f" {advice}" if advice else ""))
+            collect.append(f"**{context}**: {outcome.message}")
 
 
 def show_problems(problems: list[str], title: str) -> None:

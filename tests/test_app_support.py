@@ -227,3 +227,23 @@ def test_heatmap_colour_scales_avoid_the_colours_streamlit_replaces(name):
     for figure in figures:
         colors = {color.lower() for _, color in figure.data[0].colorscale}
         assert not colors & placeholders
+
+
+def test_the_evaluation_downloads_name_what_the_means_leave_out():
+    import csv
+
+    from app_support.downloads import evaluation_report, rows_csv, rows_json
+
+    rows = [{"image": "a.jpg", "mask": "a.png", "dice": 0.9, "hd95": float("nan")}]
+    skipped = [{"image": "b.jpg", "mask": "b.png", "skipped": "Cannot read b.png: empty."}]
+    left_out = {"images_without_mask": ["c.jpg"], "ambiguous_masks": ["d.png", "d.png"]}
+    report = json.loads(
+        rows_json(evaluation_report({"model": "m"}, {"dice": 0.9}, rows, skipped, left_out))
+    )
+    assert report["counts"] == {"pairs": 2, "scored": 1, "skipped": 1}
+    assert report["images"][0]["hd95"] is None and report["skipped"] == skipped
+    assert report["left_out"] == left_out and report["model"] == "m"
+    table = list(csv.DictReader(io.StringIO(rows_csv([*rows, *skipped]).decode())))
+    assert [row["image"] for row in table] == ["a.jpg", "b.jpg"]
+    assert table[0]["skipped"] == "" and table[1]["dice"] == ""
+    assert table[1]["skipped"] == "Cannot read b.png: empty."
