@@ -12,6 +12,8 @@ In CI (``CI`` set) these tests fail, rather than skip, when Chromium or Playwrig
 
 from __future__ import annotations
 
+import csv
+import json
 import os
 import re
 import socket
@@ -652,6 +654,15 @@ def test_evaluate_lists_skipped_pairs_next_to_the_count_and_fits_1400_px(
         bundle.extractall(tmp_path / "unzipped")
     mask = read_mask(tmp_path / "unzipped" / names[0])
     assert mask.shape == read_image(long_name).shape[:2] and mask.any()
+    # The metrics downloads say what the mean leaves out, and why.
+    report = json.loads(_download(page, "Report (JSON)", tmp_path).read_text())
+    assert report["counts"] == {"pairs": 3, "scored": 1, "skipped": 2}
+    assert [entry["image"] for entry in report["skipped"]] == [corrupt.name, images[2].name]
+    assert "height and width" in report["skipped"][1]["skipped"]
+    with _download(page, "Per-image metrics (CSV)", tmp_path).open(newline="") as handle:
+        table = list(csv.DictReader(handle))
+    assert [row["image"] for row in table] == [long_name.name, corrupt.name, images[2].name]
+    assert not table[0]["skipped"] and table[1]["skipped"] and not table[1]["dice"]
 
 
 def test_tiling_lab_shows_the_seeds_way_against_the_engine_honestly(page, app_url, shared_data):
