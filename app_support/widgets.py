@@ -119,7 +119,7 @@ def _advice(error: BaseException) -> str:
             "and enter its ORG/NAME."
         )
     if isinstance(error, MaskSizeError):
-        return "Upload the mask that belongs to this image (same width and height)."
+        return ""  # its message already says what to do, with the sizes
     if isinstance(error, ImageReadError):
         if str(getattr(error, "source", "")).lower().endswith(".zip"):
             return (

@@ -212,8 +212,10 @@ def test_mask_size_mismatch_names_both_sizes(tmp_path):
     with pytest.raises(MaskSizeError) as caught:
         read_mask(path, shape=(768, 1024))
     message = str(caught.value)
-    assert "767x1022" in message and "768x1024" in message and "ISIC_x_segmentation.png" in message
-    assert "resize" in message
+    # As width x height, as a user's image editor shows them, the resize target too.
+    assert "is 1022x767 px (width x height) but its image is 1024x768;" in message
+    assert "resize it to 1024x768 px (width x height)" in message
+    assert "ISIC_x_segmentation.png" in message
     rotated = _write_cv2(tmp_path / "rotated.png", np.zeros((20, 30), np.uint8))
     with pytest.raises(MaskSizeError, match="rotated by 90 degrees"):
         read_mask(rotated, shape=(30, 20))

@@ -265,11 +265,13 @@ def read_mask(
         hint = ""
         if (mask_h, mask_w) == (image_w, image_h):
             hint = " The mask looks rotated by 90 degrees: check the image's EXIF orientation."
+        # Sizes as width x height, as image viewers and editors show them: the advice to
+        # resize must be followable as written.
         raise MaskSizeError(
-            f"Mask {label} is {mask_h}x{mask_w} (HxW) but its image is {image_h}x{image_w}; "
-            f"masks must have the image's height and width. Check that the mask belongs to this "
-            f"image, or resize it to {image_h}x{image_w} with nearest-neighbour interpolation."
-            + hint
+            f"Mask {label} is {mask_w}x{mask_h} px (width x height) but its image is "
+            f"{image_w}x{image_h}; masks must have the image's height and width. Check that the "
+            f"mask belongs to this image, or resize it to {image_w}x{image_h} px (width x "
+            "height) with nearest-neighbour interpolation." + hint
         )
     return mask
 
