@@ -59,3 +59,12 @@ def test_predict_prints_no_tensorflow_start_up_notices(shared_data, tmp_path):
     assert result.returncode == 0, result.stderr
     assert "slide.png: 400x300 px" in result.stdout
     assert not [notice for notice in NOTICES if notice in result.stderr], result.stderr
+
+
+def test_the_training_commands_start_without_the_notices():
+    result = subprocess.run(
+        [sys.executable, "-m", "training.train"], capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 2
+    assert "error: give a CONFIG file" in result.stderr
+    assert not [notice for notice in NOTICES if notice in result.stderr], result.stderr

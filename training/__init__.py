@@ -9,6 +9,7 @@ Example:
 is imported from it rather than re-exported here.
 """
 
+import training._quiet_start  # noqa: F401  first: Keras starts without TensorFlow's notices
 from training.augment import Augmenter, build_augmenter
 from training.config import load_config, read_seed_config
 from training.data import SegmentationDataset, load_pairs
