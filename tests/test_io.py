@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import stat
 import struct
+import unicodedata
 import zlib
 from pathlib import Path
 
@@ -445,6 +446,22 @@ def test_find_mask_and_pairing_accept_both_spellings(tmp_path):
     assert unpaired == [images / "c.jpg"]
     with pytest.raises(NotADirectoryError, match="nomasks"):
         find_mask(images / "a.jpg", tmp_path / "nomasks")
+
+
+def test_find_mask_matches_a_name_spelled_decomposed_or_composed(tmp_path):
+    """macOS writes "Läsion" decomposed (NFD), most tools composed (NFC): the same name."""
+    nfd, nfc = unicodedata.normalize("NFD", "Läsion"), unicodedata.normalize("NFC", "Läsion")
+    images, masks = tmp_path / "images", tmp_path / "masks"
+    images.mkdir()
+    masks.mkdir()
+    (images / f"{nfd}.jpg").write_bytes(b"x")
+    (images / f"{nfc}_2.jpg").write_bytes(b"x")
+    (masks / f"{nfc}.png").write_bytes(b"x")
+    (masks / f"{nfd}_2_segmentation.png").write_bytes(b"x")
+    assert find_mask(images / f"{nfd}.jpg", masks) == masks / f"{nfc}.png"
+    assert find_mask(images / f"{nfc}_2.jpg", masks) == masks / f"{nfd}_2_segmentation.png"
+    (images / "Ünpaired.jpg").write_bytes(b"x")
+    assert find_mask(images / "Ünpaired.jpg", masks) is None
 
 
 @needs_data

@@ -32,6 +32,7 @@ __all__ = [
 import io
 import os
 import struct
+import unicodedata
 import zlib
 from collections.abc import Iterable
 from pathlib import Path
@@ -422,18 +423,32 @@ def list_images(paths: Iterable[str | os.PathLike]) -> list[Path]:
 def find_mask(image_path: str | os.PathLike, mask_dir: str | os.PathLike) -> Path | None:
     """Return `mask_dir/<stem>.png` or `mask_dir/<stem>_segmentation.png` (ISIC's spelling).
 
-    Returns None where neither exists. Raises NotADirectoryError if `mask_dir` is not one.
+    Names are compared after Unicode NFC normalisation. Returns None where neither exists.
+    Raises NotADirectoryError if `mask_dir` is not one.
     Example: ``find_mask("images/ISIC_0001769.jpg", "masks")`` -> ``masks/ISIC_0001769.png``.
     """
     image_path, mask_dir = Path(image_path), Path(mask_dir)
     if not mask_dir.is_dir():
         raise NotADirectoryError(f"Mask directory {str(mask_dir)!r} does not exist.")
-    for candidate in (f"{image_path.stem}.png", f"{image_path.stem}_segmentation.png"):
-        mask_path = mask_dir / candidate
-        # A PNG image kept beside its masks must not be taken for its own mask.
-        if mask_path.is_file() and not (image_path.exists() and mask_path.samefile(image_path)):
+    candidates = (f"{image_path.stem}.png", f"{image_path.stem}_segmentation.png")
+    for candidate in candidates:
+        if _is_mask_for(mask_dir / candidate, image_path):
+            return mask_dir / candidate
+    if image_path.stem.isascii():
+        return None
+    # A non-ASCII name has two Unicode spellings: macOS writes "Läsion" decomposed (NFD), most
+    # other tools composed (NFC); compare the names after NFC, as the app does.
+    by_name = {unicodedata.normalize("NFC", path.name): path for path in mask_dir.iterdir()}
+    for candidate in candidates:
+        mask_path = by_name.get(unicodedata.normalize("NFC", candidate))
+        if mask_path is not None and _is_mask_for(mask_path, image_path):
             return mask_path
     return None
+
+
+def _is_mask_for(mask_path: Path, image_path: Path) -> bool:
+    # A PNG image kept beside its masks must not be taken for its own mask.
+    return mask_path.is_file() and not (image_path.exists() and mask_path.samefile(image_path))
 
 
 def pair_images_and_masks(
