@@ -419,16 +419,32 @@ def _read_entry(
 def decode_image(store: ResultStore, upload: Upload) -> np.ndarray:
     """The upload as RGB uint8 (read-only), decoded once per content.
 
+    A :class:`tiledseg.errors.BitDepthWarning` (10- or 12-bit data in a 16-bit file) is shown
+    as ``st.warning`` each time the image is used.
+
     Raises:
         tiledseg.errors.ImageReadError, PixelLimitError: as :func:`tiledseg.io.read_image`.
     """
+    import warnings
+
+    from tiledseg.errors import BitDepthWarning
     from tiledseg.io import read_image
 
     # The pixel limit is part of the key: a cached decode must not bypass a lower limit.
     key = ("image", upload.sha256, os.environ.get("TILEDSEG_MAX_PIXELS", ""))
     entry = store.get(key)
     if entry is None:
-        entry = store.put(key, read_image(upload.data, name=upload.name))
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", BitDepthWarning)
+            image = read_image(upload.data, name=upload.name)
+        notes = [str(w.message) for w in caught if issubclass(w.category, BitDepthWarning)]
+        entry = store.put(key, image, notes=notes)
+    if entry.get("notes"):
+        import streamlit as st
+
+        # Shown on every run, not only the one that decoded it: the result is cached.
+        for note in entry["notes"]:
+            st.warning(note, icon=":material/contrast:")
     return entry["value"]
 
 

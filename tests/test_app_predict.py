@@ -207,3 +207,19 @@ def test_a_runtime_setting_that_is_no_runtime_falls_back_to_auto_and_says_so(mon
         assert default_runtime() == "auto"
     assert "TILEDSEG_APP_RUNTIME='tensorrt' is not a runtime" in caplog.text
     assert "auto, keras, openvino, onnxruntime" in caplog.text
+
+
+def test_12_bit_data_in_a_16_bit_upload_is_warned_on_every_run(zoo_root, lesion):
+    import cv2
+    import numpy as np
+
+    from tiledseg.io import read_image
+
+    image = read_image(lesion[1])
+    data = cv2.imencode(".png", image[..., ::-1].astype(np.uint16) * 16)[1].tobytes()
+    at = _predict_page()
+    at.file_uploader(key="predict_upload").set_value(("camera.png", data, "image/png")).run()
+    assert not at.exception and not at.error
+    assert any("camera.png is a 16-bit image whose values reach" in w.value for w in at.warning)
+    at.slider(key=f"{KEY}_threshold").set_value(0.8).run()  # the decode is cached now
+    assert any("camera.png is a 16-bit image whose values reach" in w.value for w in at.warning)

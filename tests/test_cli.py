@@ -289,3 +289,19 @@ def test_a_scale_far_from_the_models_own_is_a_warning(shared_data, tmp_path, cap
                 f"image to the network at {expected} the size the model was trained at"
             ) in err
             assert "leave --scale out to use the model's own scale" in err
+
+
+def test_each_image_of_12_bit_data_in_16_bits_gets_its_warning(shared_data, tmp_path, capsys):
+    """Python prints a warning once per place; the CLI prints it for every image it concerns."""
+    slide = read_image(sorted((shared_data / "bloodcell" / "test" / "images").glob("*.jpg"))[0])
+    small = cv2.resize(slide, (320, 240), interpolation=cv2.INTER_AREA)
+    folder = tmp_path / "camera"
+    folder.mkdir()
+    for name in ("one.png", "two.png"):  # 12-bit values in 16-bit PNGs
+        cv2.imwrite(str(folder / name), (small[..., ::-1].astype(np.uint16) * 16))
+    out = tmp_path / "out"
+    assert main(["predict", "--model", "unet-bloodcell", "--out", str(out), str(folder)]) == 0
+    err = capsys.readouterr().err
+    for name in ("one.png", "two.png"):
+        assert f"warning: {folder / name} is a 16-bit image whose values reach only" in err
+        assert (out / name).is_file()

@@ -6,6 +6,7 @@ import os
 import stat
 import struct
 import unicodedata
+import warnings
 import zlib
 from pathlib import Path
 
@@ -14,7 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tiledseg.errors import ImageReadError, MaskSizeError, PixelLimitError
+from tiledseg.errors import BitDepthWarning, ImageReadError, MaskSizeError, PixelLimitError
 from tiledseg.io import (
     DEFAULT_MAX_PIXELS,
     IMAGE_EXTENSIONS,
@@ -90,6 +91,20 @@ def test_jpeg_reads_close_to_original(tmp_path):
     assert np.abs(image.astype(int) - rgb).mean() < 3
     opencv_rgb = cv2.imread(str(path))[..., ::-1]  # an independent decoder
     assert np.abs(image.astype(int) - opencv_rgb).mean() < 1
+
+
+def test_12_bit_data_in_a_16_bit_file_is_read_with_a_warning(tmp_path):
+    """A camera's 12-bit values in a 16-bit PNG read as 0..16 of 255: nearly black, so warned."""
+    rgb = _reference_rgb(64, 64).astype(np.uint16) * 16  # 0..4080
+    path = _write_cv2(tmp_path / "camera.png", rgb[..., ::-1])
+    with pytest.warns(BitDepthWarning, match=r"camera\.png is a 16-bit image whose values reach"):
+        image = read_image(path)
+    assert image.max() <= 16  # still read, as value/257
+    full = _write_cv2(tmp_path / "full.png", (rgb * 16)[..., ::-1])  # the whole 16-bit range
+    eight = _write_cv2(tmp_path / "eight.png", (rgb // 16).astype(np.uint8))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        read_image(full), read_image(eight)
 
 
 @pytest.mark.parametrize("suffix", [".png", ".tif"])

@@ -496,7 +496,7 @@ def _predict(args: argparse.Namespace, progress: _Progress) -> int:
         label = f"[{number}/{len(plan)}] {path.name}"
         started = time.perf_counter()
         try:
-            image = tio.read_image(path)
+            image = _read_image(path)
             runner.warn_about_scale(image, path.name)
             probabilities = runner.probabilities(image, label)
         except _image_errors() as error:  # unreadable, or too much work at the model's scale
@@ -516,6 +516,27 @@ def _predict(args: argparse.Namespace, progress: _Progress) -> int:
         print(f"{failures} of {len(plan)} file(s) skipped; see the messages above", file=sys.stderr)
         return EXIT_USER
     return EXIT_OK
+
+
+def _read_image(path: Path):
+    """``read_image``, its warnings about this image printed as one ``warning:`` line each
+    (Python's own filter would print a warning only for the first image of a run)."""
+    import warnings
+
+    from tiledseg import io as tio
+    from tiledseg.errors import BitDepthWarning
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", BitDepthWarning)
+        image = tio.read_image(path)
+    for warning in caught:
+        if issubclass(warning.category, BitDepthWarning):
+            print(f"warning: {warning.message}", file=sys.stderr)
+        else:
+            warnings.warn_explicit(
+                warning.message, warning.category, warning.filename, warning.lineno
+            )
+    return image
 
 
 def _write_outputs(outputs, image, mask, probabilities) -> None:
@@ -570,7 +591,7 @@ def _evaluate(args: argparse.Namespace, progress: _Progress) -> int:
         label = f"[{number}/{len(pairs)}] {image_path.name}"
         started = time.perf_counter()
         try:
-            image = tio.read_image(image_path)
+            image = _read_image(image_path)
             truth = tio.read_mask(mask_path, shape=image.shape[:2])
             runner.warn_about_scale(image, image_path.name)
             mask = runner.mask(runner.probabilities(image, label))

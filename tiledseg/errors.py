@@ -64,3 +64,12 @@ class WorkLimitError(TiledsegError, ValueError):
 
 class MaskValueError(ImageReadError):
     """A mask's values cannot be read as one foreground unambiguously (see tiledseg.masks)."""
+
+
+class BitDepthWarning(UserWarning):
+    """A 16-bit image whose values fit in 12 bits or fewer (a camera's 10-, 12-bit data).
+
+    Read as value / 257 like any 16-bit image, it comes out nearly black, and a model trained
+    on 8-bit photos sees almost nothing. The image is still read: the warning says so and how to
+    save it with its full range.
+    """

@@ -33,6 +33,7 @@ import io
 import os
 import struct
 import unicodedata
+import warnings
 import zlib
 from collections.abc import Iterable
 from pathlib import Path
@@ -43,7 +44,7 @@ from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
 from tiledseg._validation import validate_choice, validate_range
 from tiledseg.atomic import atomic_write_bytes
-from tiledseg.errors import ImageReadError, MaskSizeError, PixelLimitError
+from tiledseg.errors import BitDepthWarning, ImageReadError, MaskSizeError, PixelLimitError
 from tiledseg.limits import env_limit
 from tiledseg.masks import LOSSY_FORMATS, check_alpha, foreground
 
@@ -188,6 +189,10 @@ def _alpha(label: str, data: bytes | Path) -> np.ndarray | None:
             raise ImageReadError(label, f"the file is corrupt or truncated ({error})") from error
 
 
+# A 16-bit image below 2**12 holds at most 12 bits of data: it would read as 0..15 of 255.
+_NARROW_16_BIT = 4096
+
+
 def _to_uint8(values: np.ndarray) -> np.ndarray:
     if values.dtype == np.uint16:
         # 65535 -> 255 and 257*k -> k exactly: rounding v/257, not keeping the high byte.
@@ -211,11 +216,25 @@ def read_image(
     Raises:
         ImageReadError: missing, empty, corrupt, truncated or unsupported (e.g. GIF) input.
         PixelLimitError: more pixels than the limit; the message says how to raise it.
+    Warns:
+        BitDepthWarning: a 16-bit image whose values stay under 4096 (10- or 12-bit data),
+            which reads nearly black.
     Example:
         >>> read_image("lesion.jpg").shape  # doctest: +SKIP
         (2848, 4288, 3)
     """
-    _, values, _ = _decode(source, name, max_pixels)
+    label, values, _ = _decode(source, name, max_pixels)
+    if values.dtype == np.uint16 and 0 < (peak := int(values.max())) < _NARROW_16_BIT:
+        warnings.warn(
+            BitDepthWarning(
+                f"{label} is a 16-bit image whose values reach only {peak} of 65535, as 10- or "
+                f"12-bit camera data stored in 16 bits do; read as value/257 it is nearly black "
+                f"(at most {round(peak / 257)} of 255), and a mask of it is unreliable. Save it "
+                "as an 8-bit image with its full range (e.g. Fiji: Image > Adjust > Brightness/"
+                "Contrast > Apply, then Image > Type > 8-bit) and use that."
+            ),
+            stacklevel=2,
+        )
     values = _to_uint8(values)
     return cv2.cvtColor(values, cv2.COLOR_GRAY2RGB) if values.ndim == 2 else values
 
