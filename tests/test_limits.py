@@ -20,7 +20,7 @@ from conftest import REPO_ROOT, build_tiny_unet
 from tiledseg import TiledPredictor, predict_tiled, predict_whole
 from tiledseg.contract import ModelMeta
 from tiledseg.engine import describe_grid
-from tiledseg.errors import WorkLimitError
+from tiledseg.errors import BitDepthWarning, WorkLimitError
 from tiledseg.tiling import make_grid, tile_count
 
 
@@ -154,6 +154,9 @@ def test_uint16_is_converted_as_read_image_does(net):
     np.testing.assert_array_equal(
         predict_tiled(sixteen, net, tile=64), predict_tiled(eight, net, tile=64)
     )
+    # 12-bit values in a uint16 array are read the same way, with the warning read_image gives.
+    with pytest.warns(BitDepthWarning, match=r"the uint16 `image` array is a 16-bit image"):
+        predict_tiled(eight.astype(np.uint16) * 16, net, tile=64)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64, bool, np.int32])

@@ -33,6 +33,7 @@ import numpy as np
 from tiledseg._device import on_gpu
 from tiledseg._validation import validate_choice, validate_range
 from tiledseg.band import band_function, default_batch, row_groups, rows_per_band
+from tiledseg.io import to_uint8
 from tiledseg.limits import check_scaled_size, check_tile_count
 from tiledseg.precision import PRECISIONS, with_precision
 from tiledseg.runtimes.select import RUNTIMES, RuntimeChoice, choose_runtime, runtime_backend
@@ -416,7 +417,7 @@ def _validate_image(image: Any, network: Any = None, meta: Any = None) -> np.nda
             f"Received: shape={image.shape}"
         )
     if image.dtype == np.uint16:
-        image = ((image.astype(np.uint32) + 128) // 257).astype(np.uint8)
+        image = to_uint8(image, "the uint16 `image` array")
     elif image.dtype != np.uint8:
         raise TypeError(
             "`image` must be uint8 (0-255) or uint16 (0-65535, divided by 257), as "

@@ -24,6 +24,7 @@ __all__ = [
     "pair_images_and_masks",
     "read_image",
     "read_mask",
+    "to_uint8",
     "write_image",
     "write_mask",
     "write_probabilities",
@@ -193,11 +194,28 @@ def _alpha(label: str, data: bytes | Path) -> np.ndarray | None:
 _NARROW_16_BIT = 4096
 
 
-def _to_uint8(values: np.ndarray) -> np.ndarray:
-    if values.dtype == np.uint16:
-        # 65535 -> 255 and 257*k -> k exactly: rounding v/257, not keeping the high byte.
-        return ((values.astype(np.uint32) + 128) // 257).astype(np.uint8)
-    return values
+def to_uint8(values: np.ndarray, label: str = "the image") -> np.ndarray:
+    """uint16 values as uint8, round(v / 257) (65535 -> 255, 257*k -> k); uint8 as it is.
+
+    Warns:
+        BitDepthWarning: the uint16 values stay under 4096 (10- or 12-bit data), so they come
+            out nearly black; ``label`` names the image in the message.
+    """
+    if values.dtype != np.uint16:
+        return values
+    if 0 < (peak := int(values.max())) < _NARROW_16_BIT:
+        warnings.warn(
+            BitDepthWarning(
+                f"{label} is a 16-bit image whose values reach only {peak} of 65535, as 10- or "
+                f"12-bit camera data stored in 16 bits do; read as value/257 it is nearly black "
+                f"(at most {round(peak / 257)} of 255), and a mask of it is unreliable. Save it "
+                "as an 8-bit image with its full range (e.g. Fiji: Image > Adjust > Brightness/"
+                "Contrast > Apply, then Image > Type > 8-bit) and use that."
+            ),
+            stacklevel=3,
+        )
+    # Rounding v/257, not keeping the high byte.
+    return ((values.astype(np.uint32) + 128) // 257).astype(np.uint8)
 
 
 def read_image(
@@ -224,18 +242,7 @@ def read_image(
         (2848, 4288, 3)
     """
     label, values, _ = _decode(source, name, max_pixels)
-    if values.dtype == np.uint16 and 0 < (peak := int(values.max())) < _NARROW_16_BIT:
-        warnings.warn(
-            BitDepthWarning(
-                f"{label} is a 16-bit image whose values reach only {peak} of 65535, as 10- or "
-                f"12-bit camera data stored in 16 bits do; read as value/257 it is nearly black "
-                f"(at most {round(peak / 257)} of 255), and a mask of it is unreliable. Save it "
-                "as an 8-bit image with its full range (e.g. Fiji: Image > Adjust > Brightness/"
-                "Contrast > Apply, then Image > Type > 8-bit) and use that."
-            ),
-            stacklevel=2,
-        )
-    values = _to_uint8(values)
+    values = to_uint8(values, label)
     return cv2.cvtColor(values, cv2.COLOR_GRAY2RGB) if values.ndim == 2 else values
 
 
