@@ -425,19 +425,13 @@ def decode_image(store: ResultStore, upload: Upload) -> np.ndarray:
     Raises:
         tiledseg.errors.ImageReadError, PixelLimitError: as :func:`tiledseg.io.read_image`.
     """
-    import warnings
-
-    from tiledseg.errors import BitDepthWarning
-    from tiledseg.io import read_image
+    from tiledseg.io import read_image_and_notes
 
     # The pixel limit is part of the key: a cached decode must not bypass a lower limit.
     key = ("image", upload.sha256, os.environ.get("TILEDSEG_MAX_PIXELS", ""))
     entry = store.get(key)
     if entry is None:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always", BitDepthWarning)
-            image = read_image(upload.data, name=upload.name)
-        notes = [str(w.message) for w in caught if issubclass(w.category, BitDepthWarning)]
+        image, notes = read_image_and_notes(upload.data, name=upload.name)
         entry = store.put(key, image, notes=notes)
     if entry.get("notes"):
         import streamlit as st

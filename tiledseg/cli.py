@@ -519,23 +519,12 @@ def _predict(args: argparse.Namespace, progress: _Progress) -> int:
 
 
 def _read_image(path: Path):
-    """``read_image``, its warnings about this image printed as one ``warning:`` line each
-    (Python's own filter would print a warning only for the first image of a run)."""
-    import warnings
-
+    """``read_image``, its notes about this image printed as one ``warning:`` line each."""
     from tiledseg import io as tio
-    from tiledseg.errors import BitDepthWarning
 
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", BitDepthWarning)
-        image = tio.read_image(path)
-    for warning in caught:
-        if issubclass(warning.category, BitDepthWarning):
-            print(f"warning: {warning.message}", file=sys.stderr)
-        else:
-            warnings.warn_explicit(
-                warning.message, warning.category, warning.filename, warning.lineno
-            )
+    image, notes = tio.read_image_and_notes(path)
+    for note in notes:
+        print(f"warning: {note}", file=sys.stderr)
     return image
 
 
@@ -680,9 +669,9 @@ def _table(
 
 def _image_errors() -> tuple[type[BaseException], ...]:
     """Errors of one image (skip it, go on); others, such as a lost server, stop the run."""
-    from tiledseg.errors import ImageReadError, MaskSizeError, WorkLimitError
+    from tiledseg.errors import IMAGE_ERRORS
 
-    return (ImageReadError, MaskSizeError, WorkLimitError, FileNotFoundError)
+    return IMAGE_ERRORS
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:

@@ -73,3 +73,13 @@ class BitDepthWarning(UserWarning):
     on 8-bit photos sees almost nothing. The image is still read: the warning says so and how to
     save it with its full range.
     """
+
+
+# The errors that concern one image or pair (unreadable, a mask of another size, too much work
+# at the model's scale, missing): a batch skips that image and goes on; others stop the run.
+IMAGE_ERRORS: tuple[type[Exception], ...] = (
+    ImageReadError,
+    MaskSizeError,
+    WorkLimitError,
+    FileNotFoundError,
+)

@@ -23,6 +23,7 @@ __all__ = [
     "list_images",
     "pair_images_and_masks",
     "read_image",
+    "read_image_and_notes",
     "read_mask",
     "to_uint8",
     "write_image",
@@ -244,6 +245,31 @@ def read_image(
     label, values, _ = _decode(source, name, max_pixels)
     values = to_uint8(values, label)
     return cv2.cvtColor(values, cv2.COLOR_GRAY2RGB) if values.ndim == 2 else values
+
+
+def read_image_and_notes(
+    source: _Source, *, name: str | None = None, max_pixels: int | None = None
+) -> tuple[np.ndarray, list[str]]:
+    """:func:`read_image`, with its :class:`~tiledseg.errors.BitDepthWarning` returned as text.
+
+    For front ends that show each image's notes with that image (Python's own filter would
+    show a warning only for the first image of a run); other warnings are issued as usual.
+
+    Returns:
+        (the RGB uint8 image, the messages of its BitDepthWarnings).
+    """
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", BitDepthWarning)
+        image = read_image(source, name=name, max_pixels=max_pixels)
+    notes = []
+    for warning in caught:
+        if issubclass(warning.category, BitDepthWarning):
+            notes.append(str(warning.message))
+        else:
+            warnings.warn_explicit(
+                warning.message, warning.category, warning.filename, warning.lineno
+            )
+    return image, notes
 
 
 def read_mask(

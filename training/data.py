@@ -19,7 +19,7 @@ import keras
 import numpy as np
 
 from tiledseg._validation import validate_range
-from tiledseg.errors import ImageReadError, MaskSizeError, TiledsegError
+from tiledseg.errors import IMAGE_ERRORS, TiledsegError
 from tiledseg.io import image_size, pair_images_and_masks, read_image, read_mask
 from tiledseg.scale import PixelScale, add_frame, resize_image, scaled_shape
 from training.augment import Augmenter
@@ -147,7 +147,7 @@ def check_pairs(pairs: Sequence[Pair], label: str, *, shown: int = 10) -> None:
     for image_path, mask_path in pairs:
         try:
             read_pair(image_path, mask_path)
-        except (ImageReadError, MaskSizeError, FileNotFoundError) as error:
+        except IMAGE_ERRORS as error:
             bad.append(f"{Path(image_path).name}: {error}")
     if bad:
         more = f"\n  ... and {len(bad) - shown} more" if len(bad) > shown else ""

@@ -25,7 +25,7 @@ import numpy as np
 from tiledseg import PixelScale, TiledPredictor
 from tiledseg import metrics as tiledseg_metrics
 from tiledseg._validation import validate_choice, validate_range
-from tiledseg.errors import ImageReadError, MaskSizeError, TiledsegError, WorkLimitError
+from tiledseg.errors import IMAGE_ERRORS, TiledsegError
 from tiledseg.io import read_image, read_mask
 from tiledseg.metrics import mean_metrics, metric_counts, segmentation_metrics
 from tiledseg.postprocess import postprocess, validate_postprocess_options
@@ -90,10 +90,6 @@ def _foreground(probabilities: np.ndarray) -> np.ndarray:
     return probabilities if probabilities.ndim == 2 else probabilities[..., 0]
 
 
-# What one bad pair raises; anything else (a bad setting, a bug) still stops the run.
-_UNREADABLE = (ImageReadError, MaskSizeError, WorkLimitError, FileNotFoundError)
-
-
 def evaluate_pairs(
     model: keras.Model,
     pairs: Sequence[tuple[Path, Path]],
@@ -149,7 +145,7 @@ def evaluate_pairs(
             image = read_image(image_path)
             truth = read_mask(mask_path, shape=image.shape[:2])
             probabilities = _foreground(predictor(image))
-        except _UNREADABLE as error:
+        except IMAGE_ERRORS as error:  # one bad pair; a bad setting still stops the run
             if not skip_unreadable:
                 raise
             skipped.append({"image": stem, "reason": str(error)})
