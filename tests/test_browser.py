@@ -502,7 +502,9 @@ def _upload(page, files, index: int = 0) -> None:
 
 def _download(page, name: str, tmp_path: Path) -> Path:
     """Click the download button ``name`` and save the file. A click on a button that a rerun
-    is replacing starts no download: wait for the page and click again."""
+    is replacing starts no download, and while the rerun draws, the stale button and its
+    replacement can both be on the page for a moment: wait for the page and click again."""
+    from playwright.sync_api import Error as PlaywrightError
     from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
     for _ in range(8):
@@ -511,6 +513,10 @@ def _download(page, name: str, tmp_path: Path) -> Path:
                 page.get_by_role("button", name=name).click()
             break
         except PlaywrightTimeout:
+            _idle(page)
+        except PlaywrightError as error:
+            if "strict mode violation" not in str(error):
+                raise
             _idle(page)
     else:
         with page.expect_download() as info:
