@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -28,20 +29,44 @@ SAME_TO = 1e-5
 
 
 def _run(backend: str, arguments: list[str], timeout: int = 300) -> subprocess.CompletedProcess:
+    """Run ``python ARGUMENTS`` on a Keras backend; fail with its output if it fails or hangs.
+
+    A child still running at ``timeout`` gets SIGABRT first, which Python's faulthandler
+    (enabled in the child) answers by printing every thread's stack: a rare hang of the PyTorch
+    worker (once in many full runs, after TensorFlow's start-up lines: Keras imports TensorFlow
+    on every backend where it is installed) then shows where it waits.
+    """
     environment = {
         **os.environ,
         "KERAS_BACKEND": backend,
         "JAX_PLATFORMS": "cpu",
+        "PYTHONFAULTHANDLER": "1",
         "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])),
     }
-    done = subprocess.run(
-        [sys.executable, *arguments],
+    command = [sys.executable, *arguments]
+    with subprocess.Popen(
+        command,
         cwd=REPO_ROOT,
         env=environment,
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=timeout,
-    )
+    ) as child:
+        try:
+            stdout, stderr = child.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            child.send_signal(signal.SIGABRT)
+            try:
+                stdout, stderr = child.communicate(timeout=30)
+            except subprocess.TimeoutExpired:
+                child.kill()
+                stdout, stderr = child.communicate()
+            raise AssertionError(
+                f"{command} on {backend} still ran after {timeout} s; its stacks at SIGABRT:\n"
+                + stdout[-3000:]
+                + stderr[-12000:]
+            ) from None
+    done = subprocess.CompletedProcess(command, child.returncode, stdout, stderr)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     return done
 
