@@ -24,6 +24,7 @@ from app_support.runs import (
 )
 from app_support.uploads import IMAGE_TYPES, Upload, decode_image, decode_mask
 from tiledseg import viz
+from tiledseg.postprocess import POSTPROCESS_DEFAULTS
 from tiledseg.scale import scaled_shape
 from tiledseg.tile_backend import is_tile_backend
 from tiledseg.tiling import make_grid
@@ -34,13 +35,7 @@ TILES = [64, 96, 128, 192, 256, 320, 384, 512, 768, 1024]
 BLENDS = ("gaussian", "hann", "constant", "center")
 # The seeds' native-resolution tiling runs one model.predict per tile: bound the work.
 MAX_NATIVE_TILES = 256
-NO_POSTPROCESS = {
-    "opening": 0,
-    "closing": 0,
-    "fill_holes": False,
-    "min_size": 0,
-    "keep_largest": False,
-}
+NO_POSTPROCESS = dict(POSTPROCESS_DEFAULTS)
 
 st.title("Tiling Lab")
 st.caption(

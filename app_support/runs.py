@@ -22,6 +22,7 @@ import streamlit as st
 
 from app_support.models import LoadedModel
 from app_support.store import ResultStore
+from tiledseg.postprocess import POSTPROCESS_DEFAULTS
 
 __all__ = [
     "CURVE_THRESHOLDS",
@@ -51,13 +52,6 @@ _LOG = logging.getLogger(__name__)
 # Results this session has had: "cached" is said only of those, never of another session's.
 _SEEN = "_results_seen"
 _MAX_SEEN = 4096
-_POSTPROCESS_DEFAULTS = {
-    "opening": 0,
-    "closing": 0,
-    "fill_holes": False,
-    "min_size": 0,
-    "keep_largest": False,
-}
 
 
 @dataclass(frozen=True)
@@ -132,7 +126,7 @@ def _runtime_from(text: str) -> str:
 
 def default_postprocess(meta: Any) -> dict[str, Any]:
     """The model's post-processing (``meta.postprocess``) over the off-by-default options."""
-    return {**_POSTPROCESS_DEFAULTS, **dict(meta.postprocess or {})}
+    return {**POSTPROCESS_DEFAULTS, **dict(meta.postprocess or {})}
 
 
 def _first_channel(probabilities: np.ndarray) -> np.ndarray:

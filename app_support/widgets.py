@@ -559,11 +559,39 @@ def postprocess_controls(prefix: str, loaded: LoadedModel) -> tuple[float, dict[
                 key=f"{key}_keep_largest",
                 help="For one object per image (a lesion): drops every other region.",
             )
+        edge_visible = first.number_input(
+            "Drop objects cut by the edge, visible under",
+            0.0,
+            1.0,
+            float(defaults["edge_visible"]),
+            0.05,
+            key=f"{key}_edge_visible",
+            help=(
+                "Drops regions on the image's edge that show less than this share of a round "
+                "object (0.5: less than half), as cell counts leave out cells cut by the edge. "
+                "0 keeps them all."
+            ),
+        )
+        edge_max_size = second.number_input(
+            "... only if smaller than (px)",
+            0,
+            10_000_000,
+            int(defaults["edge_max_size"]),
+            key=f"{key}_edge_max_size",
+            disabled=edge_visible == 0,
+            help=(
+                "Judges only edge regions smaller than this, about one whole object, so that "
+                "clusters of objects along the edge stay (0: any size)."
+            ),
+        )
     options = {
         "opening": int(opening),
         "closing": int(closing),
         "fill_holes": bool(fill_holes),
         "min_size": int(min_size),
+        "edge_visible": float(edge_visible),
+        # The size limit only narrows the edge step; with the step off it has nothing to limit.
+        "edge_max_size": int(edge_max_size) if edge_visible > 0 else 0,
         "keep_largest": bool(keep_largest),
     }
     return float(threshold), options

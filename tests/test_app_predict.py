@@ -21,7 +21,7 @@ def lesion(shared_data) -> tuple[str, bytes]:
     return path.name, path.read_bytes()
 
 
-def _expected_stats(zoo_root, data: bytes, threshold: float) -> dict:
+def _expected_stats(zoo_root, data: bytes, threshold: float, **options) -> dict:
     """What the page should show, computed with tiledseg and model_zoo and no app code."""
     import model_zoo
     from tiledseg import predict_tiled
@@ -31,7 +31,8 @@ def _expected_stats(zoo_root, data: bytes, threshold: float) -> dict:
     with app_environment(zoo_root):
         zoo = model_zoo.load(MODEL_ID)
     probabilities = predict_tiled(read_image(data), zoo, tta=zoo.meta.tta)  # as the app does
-    mask = postprocess(probabilities, threshold=threshold, **zoo.meta.postprocess)
+    options = {**zoo.meta.postprocess, **options}
+    mask = postprocess(probabilities, threshold=threshold, **options)
     return component_stats(mask)
 
 
@@ -76,6 +77,29 @@ def test_upload_segments_a_real_image_and_threshold_reuses_the_probabilities(zoo
     assert metrics["Area"][1] == f"{stricter['area_px']:,} px"
     labels = [button.label for button in at.get("download_button")]
     assert labels == ["Mask PNG", "Overlay PNG", "Probability PNG"]
+
+
+def test_edge_cut_objects_can_be_dropped_live(zoo_root, lesion):
+    """The edge step's two inputs: the size limit is off until the share is set; both apply to
+    the cached probabilities, as the library does."""
+    at = _predict_page()
+    at.file_uploader(key="predict_upload").set_value((*lesion, "image/jpeg")).run()
+    size = at.number_input(key=f"{KEY}_edge_max_size")
+    assert at.number_input(key=f"{KEY}_edge_visible").value == 0.0 and size.disabled
+    at.number_input(key=f"{KEY}_edge_visible").set_value(0.9).run()
+    assert not at.exception and not at.error
+    assert not at.number_input(key=f"{KEY}_edge_max_size").disabled
+    metrics = _metrics(at)
+    assert metrics["Inference"][1] == "cached"
+    everything = _expected_stats(zoo_root, lesion[1], threshold=0.5)
+    expected = _expected_stats(zoo_root, lesion[1], threshold=0.5, edge_visible=0.9)
+    # The colour model also finds the photo's dark corners, which the edge cuts.
+    assert expected["n_components"] < everything["n_components"]
+    assert metrics["Area"][1] == f"{expected['area_px']:,} px"
+    assert metrics["Components"][0] == str(expected["n_components"])
+    at.number_input(key=f"{KEY}_edge_max_size").set_value(50).run()
+    limited = _expected_stats(zoo_root, lesion[1], 0.5, edge_visible=0.9, edge_max_size=50)
+    assert _metrics(at)["Area"][1] == f"{limited['area_px']:,} px"
 
 
 def test_applied_settings_run_again_and_draw_the_grid(zoo_root, lesion):

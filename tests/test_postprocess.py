@@ -9,7 +9,12 @@ import cv2
 import numpy as np
 import pytest
 
-from tiledseg.postprocess import POSTPROCESS_KEYS, component_stats, postprocess
+from tiledseg.postprocess import (
+    POSTPROCESS_KEYS,
+    component_stats,
+    edge_visible_fraction,
+    postprocess,
+)
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
@@ -153,6 +158,74 @@ def test_documented_order_fill_holes_then_remove_small():
     assert postprocess(cracked, closing=5, fill_holes=True)[32, 32]
 
 
+# ---------------------------------------------------------------- objects cut by the edge
+
+
+def test_visible_share_of_disks_cut_by_the_edge():
+    """A disk cut through its centre shows half; one cut near its far side little; one that
+    only touches the edge nearly all; a component off the edge counts as whole."""
+    shares = {}
+    for name, centre_row in (("half", 0), ("sliver", -30), ("most", 30), ("touch", 39)):
+        disk = _disk(shape=(120, 120), center=(60, centre_row), radius=40)
+        contact = np.count_nonzero(disk[0])
+        shares[name] = float(edge_visible_fraction(np.array([contact]), [disk.sum()])[0])
+    assert shares["half"] == pytest.approx(0.5, abs=0.03)
+    assert shares["sliver"] < 0.15 and 0.75 < shares["most"] < 0.95 and shares["touch"] > 0.97
+    assert edge_visible_fraction(np.array([0]), np.array([500])).tolist() == [1.0]
+
+
+def test_edge_visible_drops_cut_objects_and_keeps_whole_ones():
+    mask = np.zeros((200, 300), bool)
+    mask |= _disk((200, 300), center=(60, 0), radius=30)  # half a cell at the top edge
+    mask |= _disk((200, 300), center=(299, 120), radius=30)  # half at the right edge
+    mask |= _disk((200, 300), center=(0, 199), radius=30)  # a quarter in the corner
+    mask |= _disk((200, 300), center=(150, 100), radius=30)  # a whole cell inside
+    mask |= _disk((200, 300), center=(230, 29), radius=30)  # a whole cell touching the edge
+    whole_inside, whole_touching = mask[100, 150], mask[29, 230]
+    assert whole_inside and whole_touching
+    out = postprocess(mask, edge_visible=0.6)
+    assert out[100, 150] and out[29, 230]  # whole cells stay
+    assert not out[10, 60] and not out[120, 290] and not out[195, 5]  # the cut ones go
+    # At 0.4 a half cell (0.5 visible) stays, the quarter (about 0.2) goes.
+    out = postprocess(mask, edge_visible=0.4)
+    assert out[10, 60] and out[120, 290] and not out[195, 5]
+    # edge_max_size judges only smaller components: a half cell is about 1400 px.
+    out = postprocess(mask, edge_visible=0.6, edge_max_size=1000)
+    assert out[10, 60] and out[120, 290] and not out[195, 5]
+
+
+def test_edge_step_runs_after_min_size_and_before_keep_largest():
+    mask = np.zeros((100, 200), bool)
+    mask[0:20, 0:120] = True  # 2400 px, a wide strip along the top edge: mostly "cut"
+    mask[40:80, 60:100] = True  # 1600 px, inside
+    mask[90:93, 150:153] = True  # 9 px speck
+    # The strip is the largest, but the edge step drops it first; keep_largest keeps the square.
+    out = postprocess(mask, min_size=10, edge_visible=0.5, keep_largest=True)
+    assert out.sum() == 1600 and out[60, 80]
+    # The same strip spared by edge_max_size wins keep_largest.
+    out = postprocess(mask, edge_visible=0.5, edge_max_size=2000, keep_largest=True)
+    assert out.sum() == 2400
+    # Every component dropped: keep_largest keeps nothing rather than bring one back.
+    assert not postprocess(mask, min_size=5000, keep_largest=True).any()
+
+
+def test_edge_step_keeps_whatever_touches_no_edge_on_a_real_slide():
+    """On a real blood-cell mask: the step only ever removes components on the slide's edge,
+    and with edge_visible 1 it removes every one that is cut."""
+    masks = sorted((DATA / "bloodcell" / "valid" / "masks").glob("*.png"))
+    if not masks:
+        pytest.skip(f"real data not found: {DATA / 'bloodcell' / 'valid' / 'masks'} (see README)")
+    truth = cv2.imread(str(masks[0]), cv2.IMREAD_GRAYSCALE) > 127
+    _, labels = cv2.connectedComponents(truth.view(np.uint8), connectivity=8)
+    on_edge = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
+    inside = truth & ~np.isin(labels, on_edge)
+    for visible in (0.35, 0.6, 1.0):
+        out = postprocess(truth, edge_visible=visible)
+        assert np.array_equal(out & inside, inside) and not (out & ~truth).any()
+    assert np.array_equal(postprocess(truth, edge_visible=1.0), inside)
+    assert (truth & ~inside).any(), "expected a cell cut by the edge on this slide"
+
+
 # ---------------------------------------------------------------- multi-class and validation
 
 
@@ -164,6 +237,8 @@ def test_multiclass_gives_the_argmax_label_map():
     assert labels.dtype == np.uint8 and labels.tolist() == [[0, 2, 0], [0, 0, 1]]
     with pytest.raises(ValueError, match=r"binary masks only.*fill_holes"):
         postprocess(probabilities, fill_holes=True)
+    with pytest.raises(ValueError, match=r"binary masks only.*edge_visible"):
+        postprocess(probabilities, edge_visible=0.5)
 
 
 @pytest.mark.parametrize(
@@ -178,6 +253,13 @@ def test_multiclass_gives_the_argmax_label_map():
         (dict(min_size=2.5), TypeError, "`min_size` must be an integer"),
         (dict(closing=True), TypeError, "`closing` must be an integer"),
         (dict(fill_holes="yes"), TypeError, "`fill_holes` must be True or False"),
+        (dict(edge_visible=1.5), ValueError, r"Received: edge_visible=1.5"),
+        (dict(edge_max_size=-1), ValueError, r"Received: edge_max_size=-1"),
+        (
+            dict(edge_max_size=6000),
+            ValueError,
+            r"set `edge_visible` above 0 too, or `edge_max_size` to 0",
+        ),
     ],
 )
 def test_options_are_validated(kwargs, error, message):
@@ -203,7 +285,9 @@ def test_postprocess_keys_are_the_keyword_options():
     parameters = inspect.signature(postprocess).parameters
     keyword_only = [n for n, p in parameters.items() if p.kind is p.KEYWORD_ONLY]
     assert tuple(keyword_only) == POSTPROCESS_KEYS
-    options = dict(zip(POSTPROCESS_KEYS, (0.4, 3, 3, True, 10, True), strict=True))
+    # The one 64 px component touches every edge; edge_max_size 50 spares it.
+    values = (0.4, 3, 3, True, 10, 0.5, 50, True)
+    options = dict(zip(POSTPROCESS_KEYS, values, strict=True))
     assert postprocess(np.full((8, 8), 0.6), **options).all()
 
 

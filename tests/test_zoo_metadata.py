@@ -108,6 +108,26 @@ def test_a_newer_minor_version_may_add_fields_but_a_known_version_may_not():
         ModelMeta.from_dict(data)
 
 
+def test_the_edge_step_round_trips_and_a_newer_step_asks_for_an_upgrade(tmp_path):
+    """1.3's edge keys load and are written back; a post-processing key this tiledseg does not
+    know, in a file of a newer minor version, is refused with the remedy, not skipped (the mask
+    would differ from the one the model's metrics were measured on)."""
+    edge = {"min_size": 3000, "edge_visible": 0.35, "edge_max_size": 6000}
+    _meta(postprocess=edge).write(tmp_path)
+    assert json.loads((tmp_path / "tiledseg.json").read_text())["format_version"] == "1.3"
+    assert load_meta(tmp_path).postprocess == edge
+    data = {**_meta().to_dict(), "format_version": "1.9", "postprocess": {"watershed": 5}}
+    with pytest.raises(MetadataError) as info:
+        ModelMeta.from_dict(data, source="x/tiledseg.json")
+    assert "Received unknown keys: ['watershed']" in str(info.value)
+    assert "format_version 1.9 is newer than this tiledseg's 1.3: upgrade tiledseg" in str(
+        info.value
+    )
+    with pytest.raises(MetadataError) as info:  # a known version: a typo, no upgrade advice
+        ModelMeta.from_dict({**data, "format_version": "1.3"})
+    assert "['watershed']" in str(info.value) and "upgrade" not in str(info.value)
+
+
 @pytest.mark.parametrize(
     ("field", "value", "message"),
     [
@@ -121,6 +141,8 @@ def test_a_newer_minor_version_may_add_fields_but_a_known_version_may_not():
         ("metrics", [{"split": "a", "settings": {}, "values": {}}], "non-empty values"),
         ("scale", {"mode": "width", "value": 2}, "`scale.mode` must be one of"),
         ("frame", -1, "Received: frame=-1"),
+        ("postprocess", {"edge_visible": 2}, "Received: edge_visible=2"),
+        ("postprocess", {"edge_max_size": 10}, "set `edge_visible` above 0 too"),
     ],
 )
 def test_invalid_fields_give_a_message_naming_field_and_value(field, value, message):

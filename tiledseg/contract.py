@@ -53,11 +53,21 @@ MAX_DOWNSAMPLING = 1024
 
 # 1.1 added `precision` (1.0 files read as precision None: the engine's auto).
 # 1.2 added `frame` (older files read as 0: no frame).
-FORMAT_VERSION = "1.2"
+# 1.3 added the post-processing keys `edge_visible` and `edge_max_size` (a 1.2 reader refuses
+# them by name rather than run the model without that step).
+FORMAT_VERSION = "1.3"
 SUPPORTED_MAJOR_VERSIONS = (1,)
 BLEND_MODES = ("gaussian", "hann", "constant", "center")
 TTA_MODES = ("flips",)
-POSTPROCESS_KEYS = ("opening", "closing", "fill_holes", "min_size", "keep_largest")
+POSTPROCESS_KEYS = (
+    "opening",
+    "closing",
+    "fill_holes",
+    "min_size",
+    "edge_visible",
+    "edge_max_size",
+    "keep_largest",
+)
 _VERSION_PATTERN = re.compile(r"^(\d+)\.(\d+)$")
 _DEFAULT_CLASSES = ({"name": "foreground", "color": [255, 64, 64]},)
 
@@ -81,7 +91,8 @@ class ModelMeta:
             ``"float32"``, ``"bfloat16"``, ``"float16"``: the arithmetic the model's metrics hold
             in, for a network that 16 bits move further than the usual 1e-2 in probability.
         postprocess: dict of keyword arguments for ``tiledseg.postprocess.postprocess``
-            (keys among ``opening``, ``closing``, ``fill_holes``, ``min_size``, ``keep_largest``).
+            (keys among ``opening``, ``closing``, ``fill_holes``, ``min_size``,
+            ``edge_visible``, ``edge_max_size``, ``keep_largest``).
         frame: int >= 0, default 0. Black pixels (at model scale) the engine puts around the
             image before tiling, as the model saw around each training image: it marks the
             image's own edge, which a tile's edge does not.
@@ -140,7 +151,7 @@ class ModelMeta:
             validate_choice(self.tta, TTA_MODES, "tta")
         if self.precision is not None:
             validate_choice(self.precision, PRECISIONS[1:], "precision")
-        _check_postprocess(self.postprocess)
+        _check_postprocess(self.postprocess, self.format_version)
         validate_range(self.frame, "frame", low=0, integer=True)
         _check_downsampling(self.downsampling)
         _check_classes(self.classes)
@@ -320,15 +331,28 @@ def _require_type(value: Any, kind: type, name: str) -> None:
         raise TypeError(f"`{name}` must be a {kind.__name__}. Received: {name}={value!r}")
 
 
-def _check_postprocess(postprocess: Any) -> None:
+def _check_postprocess(postprocess: Any, format_version: Any) -> None:
     from tiledseg.postprocess import validate_postprocess_options
 
     _require_type(postprocess, dict, "postprocess")
     unknown = sorted(set(postprocess) - set(POSTPROCESS_KEYS))
     if unknown:
+        # A newer minor version may add a step; running the model without it would give
+        # another mask than its metrics were measured on, so it is refused, with the remedy.
+        newer = (
+            isinstance(format_version, str)
+            and _VERSION_PATTERN.match(format_version)
+            and _parse_version(format_version) > _parse_version(FORMAT_VERSION)
+        )
+        upgrade = (
+            f" This model's format_version {format_version} is newer than this tiledseg's "
+            f"{FORMAT_VERSION}: upgrade tiledseg (`pip install -U tiledseg`) to run it."
+            if newer
+            else ""
+        )
         raise ValueError(
             f"`postprocess` keys must be among {list(POSTPROCESS_KEYS)}. "
-            f"Received unknown keys: {unknown}"
+            f"Received unknown keys: {unknown}.{upgrade}"
         )
     validate_postprocess_options(postprocess)  # values: ranges, integers, flags
 

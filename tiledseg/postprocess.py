@@ -12,7 +12,14 @@ Every step is optional and they always run in this order:
    foreground. A region open to the image edge is not a hole.
 5. remove small: drop 8-connected components of fewer than ``min_size`` pixels, measured on the
    final shapes (after holes are filled, so a filled lesion counts at its full area).
-6. keep largest: keep only the largest 8-connected component (ties: the first in raster order).
+6. drop edge-cut: drop components that touch the image's edge and show less than
+   ``edge_visible`` of a round object (only those under ``edge_max_size`` px where that is set),
+   as cell-counting tools exclude objects on the edge (ImageJ's "exclude on edges", CellProfiler's
+   "discard objects touching the border"), but keeping the cells that are mostly inside. The
+   visible share is read from the component's contact with the edge against its area, as for a
+   disk cut by a straight line: a half disk (contact 1.60 x sqrt(area)) shows 0.5, a disk that
+   only touches the edge shows 1.
+7. keep largest: keep only the largest 8-connected component (ties: the first in raster order).
    Last, because the earlier steps can split or merge components.
 
 Multi-class probabilities (H, W, C) with C > 1 give the argmax label map (uint8); the binary
@@ -21,6 +28,8 @@ steps do not apply to them, and asking for one raises ValueError.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Any
 
 import cv2
@@ -30,23 +39,47 @@ from tiledseg._validation import validate_range
 
 __all__ = [
     "MAX_KERNEL_PX",
+    "POSTPROCESS_DEFAULTS",
     "POSTPROCESS_KEYS",
     "component_stats",
+    "edge_visible_fraction",
     "postprocess",
     "validate_postprocess_options",
 ]
 
-POSTPROCESS_KEYS = ("threshold", "opening", "closing", "fill_holes", "min_size", "keep_largest")
+POSTPROCESS_KEYS = (
+    "threshold",
+    "opening",
+    "closing",
+    "fill_holes",
+    "min_size",
+    "edge_visible",
+    "edge_max_size",
+    "keep_largest",
+)
 # Opening and closing kernels wider than this are refused: the cost grows with the kernel's area
 # at full resolution, and a kernel of 10^9 px would be allocated before any pixel is touched.
 MAX_KERNEL_PX = 255
-_BINARY_ONLY_DEFAULTS = {
-    "opening": 0,
-    "closing": 0,
-    "fill_holes": False,
-    "min_size": 0,
-    "keep_largest": False,
-}
+# Every step after the threshold, off: postprocess()'s own defaults (read-only, shared).
+POSTPROCESS_DEFAULTS: Mapping[str, Any] = MappingProxyType(
+    {
+        "opening": 0,
+        "closing": 0,
+        "fill_holes": False,
+        "min_size": 0,
+        "edge_visible": 0.0,
+        "edge_max_size": 0,
+        "keep_largest": False,
+    }
+)
+# A disk of radius 1 cut by a straight line, the visible segment's height running over (0, 2]:
+# its chord over the square root of its area falls from +inf to 0 as the visible share rises from
+# 0 to 1, so the share is read off this table (reversed for np.interp's increasing x).
+_SEGMENT_HEIGHT = np.linspace(1e-6, 2.0, 4001)
+_SEGMENT_CHORD = 2 * np.sqrt(np.clip(2 * _SEGMENT_HEIGHT - _SEGMENT_HEIGHT**2, 0, None))
+_SEGMENT_AREA = np.arccos(1 - _SEGMENT_HEIGHT) - (1 - _SEGMENT_HEIGHT) * _SEGMENT_CHORD / 2
+_CONTACT_RATIO = (_SEGMENT_CHORD / np.sqrt(_SEGMENT_AREA))[::-1]
+_VISIBLE_SHARE = (_SEGMENT_AREA / np.pi)[::-1]
 
 
 def _validate_flag(value: Any, name: str) -> bool:
@@ -58,8 +91,10 @@ def _validate_flag(value: Any, name: str) -> bool:
 def validate_postprocess_options(options: dict[str, Any]) -> dict[str, Any]:
     """Check post-processing options (any subset of the keys), as loaded from metadata or given.
 
-    ``opening`` and ``closing``: integers in [0, MAX_KERNEL_PX]; ``min_size``: an integer >= 0;
-    ``fill_holes`` and ``keep_largest``: True or False; ``threshold``: a number in [0, 1].
+    ``opening`` and ``closing``: integers in [0, MAX_KERNEL_PX]; ``min_size`` and
+    ``edge_max_size``: integers >= 0; ``fill_holes`` and ``keep_largest``: True or False;
+    ``threshold`` and ``edge_visible``: numbers in [0, 1]. ``edge_max_size`` above 0 needs
+    ``edge_visible`` above 0 where both are given (it only narrows that step).
     Unknown keys raise ValueError listing the known ones. Returns the options, flags as bool.
 
     Example: ``validate_postprocess_options({"opening": -3})`` raises
@@ -75,10 +110,20 @@ def validate_postprocess_options(options: dict[str, Any]) -> dict[str, Any]:
     for name in ("opening", "closing"):
         if name in options:
             validate_range(options[name], name, low=0, high=MAX_KERNEL_PX, integer=True)
-    if "min_size" in options:
-        validate_range(options["min_size"], "min_size", low=0, integer=True)
-    if "threshold" in options:
-        validate_range(options["threshold"], "threshold", low=0, high=1)
+    for name in ("min_size", "edge_max_size"):
+        if name in options:
+            validate_range(options[name], name, low=0, integer=True)
+    for name in ("threshold", "edge_visible"):
+        if name in options:
+            validate_range(options[name], name, low=0, high=1)
+    if options.get("edge_max_size", 0) > 0 and options.get("edge_visible", 0) == 0:
+        # Alone it would change nothing: say so rather than run as if it were applied.
+        raise ValueError(
+            "`edge_max_size` only limits which edge components `edge_visible` judges; set "
+            "`edge_visible` above 0 too, or `edge_max_size` to 0. Received: "
+            f"edge_max_size={options['edge_max_size']}, "
+            f"edge_visible={options.get('edge_visible', 0)}"
+        )
     for name in ("fill_holes", "keep_largest"):
         if name in options:
             checked[name] = _validate_flag(options[name], name)
@@ -103,6 +148,47 @@ def _components(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         mask.view(np.uint8), connectivity=8, ltype=cv2.CV_32S
     )
     return labels, stats[:, cv2.CC_STAT_AREA]
+
+
+def edge_visible_fraction(contact_px: np.ndarray, area_px: np.ndarray) -> np.ndarray:
+    """The share of a round object still visible, from its contact with the image edge.
+
+    A disk cut by a straight line shows a segment whose chord (the contact) over the square root
+    of its area falls as more of the disk is visible; this inverts that relation.
+
+    Args:
+        contact_px: array of ints >= 0, each component's pixels on the image's edge.
+        area_px: array of ints > 0 (same shape), each component's area in pixels.
+
+    Returns:
+        float array in (0, 1] of the same shape; 1 where a component does not touch the edge.
+
+    Example:
+        >>> r = 40; yy, xx = np.mgrid[:r, -r:r]; half = (yy**2 + xx**2) < r**2
+        >>> float(edge_visible_fraction(np.array([half[0].sum()]), np.array([half.sum()]))[0])
+        0.49...
+    """
+    contact = np.asarray(contact_px, np.float64)
+    area = np.maximum(np.asarray(area_px, np.float64), 1.0)
+    share = np.interp(contact / np.sqrt(area), _CONTACT_RATIO, _VISIBLE_SHARE)
+    return np.where(contact > 0, share, 1.0)
+
+
+def _edge_pixels(labels: np.ndarray) -> np.ndarray:
+    """The labels on the image's edge, each edge pixel once (corners too)."""
+    height, width = labels.shape
+    if height <= 2 or width <= 2:
+        return labels.ravel()  # every pixel lies on the edge
+    return np.concatenate([labels[0], labels[-1], labels[1:-1, 0], labels[1:-1, -1]])
+
+
+def _edge_cut(labels: np.ndarray, areas: np.ndarray, visible: float, max_size: int) -> np.ndarray:
+    """Which labels to keep after dropping edge-cut components (see the module's step 6)."""
+    contact = np.bincount(_edge_pixels(labels), minlength=len(areas))
+    cut = edge_visible_fraction(contact, areas) < visible
+    if max_size > 0:
+        cut &= areas < max_size
+    return ~cut
 
 
 def _keep_labels(labels: np.ndarray, keep: np.ndarray) -> np.ndarray:
@@ -137,6 +223,8 @@ def postprocess(
     closing: int = 0,
     fill_holes: bool = False,
     min_size: int = 0,
+    edge_visible: float = 0.0,
+    edge_max_size: int = 0,
     keep_largest: bool = False,
 ) -> np.ndarray:
     """Threshold a probability map and clean the mask; steps run in the module's fixed order.
@@ -149,6 +237,11 @@ def postprocess(
         closing: int in [0, 255], default 0 (off). Width in px of the elliptical closing kernel.
         fill_holes: bool, default False. Fill background regions enclosed by the mask.
         min_size: int >= 0, default 0 (off). Drop components with fewer pixels than this.
+        edge_visible: float in [0, 1], default 0 (off). Drop components that touch the image's
+            edge and show less than this share of a round object (0.5: less than half).
+        edge_max_size: int >= 0, default 0 (no limit). Judge only edge components smaller than
+            this many pixels (about one whole object, so that clusters stay); needs
+            ``edge_visible``.
         keep_largest: bool, default False. Keep only the largest connected component.
 
     Returns:
@@ -172,6 +265,8 @@ def postprocess(
             "closing": closing,
             "fill_holes": fill_holes,
             "min_size": min_size,
+            "edge_visible": edge_visible,
+            "edge_max_size": edge_max_size,
             "keep_largest": keep_largest,
         }
     )
@@ -186,7 +281,8 @@ def postprocess(
     if array.ndim == 3 and array.shape[2] > 1 and array.dtype != bool:
         options = dict(opening=opening, closing=closing, fill_holes=fill_holes)
         options.update(min_size=min_size, keep_largest=keep_largest)
-        changed = {k: v for k, v in options.items() if v != _BINARY_ONLY_DEFAULTS[k]}
+        options.update(edge_visible=edge_visible, edge_max_size=edge_max_size)
+        changed = {k: v for k, v in options.items() if v != POSTPROCESS_DEFAULTS[k]}
         if changed or array.shape[2] > 256:
             raise ValueError(
                 "Multi-class probabilities (H, W, C) give an argmax label map with at most 256 "
@@ -209,15 +305,16 @@ def postprocess(
         mask = cv2.morphologyEx(mask.view(np.uint8), cv2.MORPH_CLOSE, _ellipse(closing)) > 0
     if fill_holes:
         mask = _fill_holes(mask)
-    if min_size > 1 or keep_largest:
+    if min_size > 1 or edge_visible > 0 or keep_largest:
         labels, areas = _components(mask)
-        if min_size > 1:
-            mask = _keep_labels(labels, areas >= min_size)
-        if keep_largest and len(areas) > 1:
+        keep = areas >= min_size
+        if edge_visible > 0:
+            keep &= _edge_cut(labels, areas, edge_visible, edge_max_size)
+        if keep_largest and keep[1:].any():
+            largest = 1 + int(np.argmax(np.where(keep[1:], areas[1:], -1)))
             keep = np.zeros(len(areas), bool)
-            # Removing small components never changes which one is largest.
-            keep[1 + int(np.argmax(areas[1:]))] = True
-            mask = _keep_labels(labels, keep)
+            keep[largest] = True
+        mask = _keep_labels(labels, keep)
     return mask
 
 
