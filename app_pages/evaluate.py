@@ -26,6 +26,7 @@ from app_support import (
     show_problems,
     user_errors,
 )
+from app_support.guard import plain_name
 from app_support.runs import (
     default_settings,
     mask_key,
@@ -55,6 +56,11 @@ store = result_store()
 meta = loaded.zoo.meta
 defaults = default_settings(meta)
 settings = applied_settings(PAGE, loaded.key, defaults)
+
+
+def _names(names: list[str]) -> str:
+    """File names for a message, shown as typed (never as Markdown)."""
+    return ", ".join(map(plain_name, names))
 
 
 def _inputs() -> tuple[list[Upload], list[Upload]]:
@@ -125,20 +131,20 @@ if (
 ):
     lines = []
     if pairing.images_without_mask:
-        lines.append("Images without a mask: " + ", ".join(pairing.images_without_mask))
+        lines.append("Images without a mask: " + _names(pairing.images_without_mask))
     if pairing.masks_without_image:
-        lines.append("Masks without an image: " + ", ".join(pairing.masks_without_image))
+        lines.append("Masks without an image: " + _names(pairing.masks_without_image))
     # A stem shared by two images (a.jpg, a.png) or two masks (two folders of a ZIP) cannot
     # say which mask is whose: those files are left out, never paired by chance.
     if pairing.ambiguous_images:
         lines.append(
             "Images left out, as their name matches more than one image or mask: "
-            + ", ".join(pairing.ambiguous_images)
+            + _names(pairing.ambiguous_images)
         )
     if pairing.ambiguous_masks:
         lines.append(
             "Masks left out, as their name matches more than one mask or image: "
-            + ", ".join(pairing.ambiguous_masks)
+            + _names(pairing.ambiguous_masks)
         )
     st.warning(
         "\n\n".join(lines) + "\n\nA mask pairs with `<stem>.jpg` when it is named `<stem>.png` or "
@@ -160,7 +166,11 @@ with view:
         overall.progress(
             index / len(pairing.pairs), text=f"Image {index + 1} of {len(pairing.pairs)}"
         )
-        with user_errors(f"{image_upload.name} + {mask_upload.name}", collect=problems) as outcome:
+        with user_errors(
+            f"{image_upload.name} + {mask_upload.name}",
+            collect=problems,
+            names=(image_upload.name, mask_upload.name),
+        ) as outcome:
             image = decode_image(store, image_upload)
             truth = decode_mask(store, mask_upload, image.shape[:2])
             if not scored:
@@ -171,7 +181,7 @@ with view:
                 image,
                 image_upload.sha256,
                 settings,
-                label=f"Segmenting {image_upload.name}",
+                label=f"Segmenting {plain_name(image_upload.name)}",
             )
             mask = postprocessed_mask(store, prediction, threshold, options)
             key = mask_key(prediction, threshold, options)

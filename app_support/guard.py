@@ -10,6 +10,10 @@ The app runs for many users on one server, so a typed model reference must not:
   (``$TILEDSEG_APP_MAX_MODEL_MB``, checked against the sizes the Hub declares before any
   download and enforced while downloading, in :func:`model_zoo.hub.snapshot`).
 - see server paths in messages (:func:`redact`): the Hub cache, the bundled folder, a home.
+
+And a visitor's file names are shown as typed (:func:`plain_name`, :func:`plain_names_in`):
+Streamlit renders messages as Markdown, where a name such as ``*ink* [x](y).jpg`` would become
+emphasis and a link.
 """
 
 from __future__ import annotations
@@ -28,6 +32,8 @@ __all__ = [
     "allowed_patterns",
     "check_reference",
     "max_model_bytes",
+    "plain_name",
+    "plain_names_in",
     "redact",
 ]
 
@@ -49,6 +55,10 @@ _NAME = r"[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?"
 _HUB_REF = re.compile(rf"^(?:hf://)?(?P<repo>{_NAME}/{_NAME})(?:@(?P<revision>[\w./-]+))?$")
 _MODEL_ID = re.compile(rf"^{_NAME}$")
 # An absolute or home path in a message: "/..." or "~/..." not inside a word, URL or ORG/NAME.
+# Markdown's active characters in a name: emphasis, code, links, images, math ($), strikethrough,
+# tables, HTML and headings; an underscore only where it can open or close emphasis (at a word's
+# edge: "ISIC_0001.jpg" stays as it is).
+_MARKDOWN_ACTIVE = re.compile(r"[\\`*\[\]$~|<>#!]|(?<![0-9A-Za-z])_|_(?![0-9A-Za-z])")
 _PATH = re.compile(r"(?<![\w:/.~@-])~?/[^\s'\"`()<>\[\]{},;]+")
 
 
@@ -145,3 +155,26 @@ def redact(text: str) -> str:
         'not in the cache ([server path]); see hf://a/b'
     """
     return _PATH.sub(_HIDDEN, str(text))
+
+
+def plain_name(name: str) -> str:
+    r"""A visitor's file name for a Streamlit message: shown as typed, never as Markdown.
+
+    Example:
+        >>> plain_name("ISIC_0001 *ink* [x](y).jpg")
+        'ISIC_0001 \\*ink\\* \\[x\\](y).jpg'
+    """
+    return _MARKDOWN_ACTIVE.sub(lambda match: "\\" + match.group(0), str(name))
+
+
+def plain_names_in(text: str, names: list[str] | tuple[str, ...]) -> str:
+    r"""``text`` (a library's message, plain) with each of ``names`` in it shown as typed.
+
+    Example:
+        >>> plain_names_in("Cannot read *a*.jpg: empty", ["*a*.jpg"])
+        'Cannot read \\*a\\*.jpg: empty'
+    """
+    # Longest first, so a name that contains another is escaped whole.
+    for name in sorted({str(n) for n in names if n}, key=len, reverse=True):
+        text = text.replace(name, plain_name(name))
+    return text

@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from app_support.guard import plain_name, plain_names_in
 from app_support.store import ResultStore
 
 __all__ = [
@@ -189,7 +190,8 @@ def limit_run(uploads: list[Upload], *, warn: bool = True) -> list[Upload]:
         st.warning(
             f"{len(left)} of {len(uploads)} files were left out of this run: together they "
             f"pass this server's {budget / 1e6:g} megapixels per run "
-            f"({MAX_RUN_MEGAPIXELS_ENV}). Left out: {', '.join(left)}. Remove some files, or "
+            f"({MAX_RUN_MEGAPIXELS_ENV}). Left out: {', '.join(map(plain_name, left))}. "
+            "Remove some files, or "
             "upload the rest in another run.",
             icon=":material/warning:",
         )
@@ -438,7 +440,7 @@ def decode_image(store: ResultStore, upload: Upload) -> np.ndarray:
 
         # Shown on every run, not only the one that decoded it: the result is cached.
         for note in entry["notes"]:
-            st.warning(note, icon=":material/contrast:")
+            st.warning(plain_names_in(note, [upload.name]), icon=":material/contrast:")
     return entry["value"]
 
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import streamlit as st
 
-from app_support.guard import redact
+from app_support.guard import plain_names_in, redact
 from app_support.models import LoadedModel, load_model
 from app_support.runs import RUNTIMES, default_postprocess
 from app_support.state import selected_model
@@ -137,12 +137,20 @@ def _advice(error: BaseException) -> str:
     return "Change the setting it names and try again."
 
 
-def show_error(error: BaseException, context: str = "") -> None:
-    """An ``st.error`` with the reason and what to do; never a traceback or a server path."""
-    prefix = f"**{context}**: " if context else ""
+def show_error(
+    error: BaseException, context: str = "", names: tuple[str, ...] | None = None
+) -> None:
+    """An ``st.error`` with the reason and what to do; never a traceback or a server path.
+
+    ``names`` (default: the context itself) are the visitor's file names in the context and the
+    message, shown as typed rather than as Markdown.
+    """
+    names = (context,) if names is None else names
+    prefix = f"**{plain_names_in(context, names)}**: " if context else ""
     advice = _advice(error)
     st.error(
-        f"{prefix}{redact(web_message(error))}" + (f"\n\n{advice}" if advice else ""),
+        f"{prefix}{plain_names_in(redact(web_message(error)), names)}"
+        + (f"\n\n{advice}" if advice else ""),
         icon=":material/error:",
     )
 
@@ -154,13 +162,20 @@ class _Outcome:
 
 
 @contextlib.contextmanager
-def user_errors(context: str = "", *, collect: list[str] | None = None) -> Iterator[_Outcome]:
+def user_errors(
+    context: str = "",
+    *,
+    collect: list[str] | None = None,
+    names: tuple[str, ...] | None = None,
+) -> Iterator[_Outcome]:
     """Show the input's errors (bad file, bad setting, unknown model) as ``st.error``.
 
     Args:
         context: str, what was being processed (a file name), shown first.
         collect: a list to append the message to instead of showing it, so a page can list
             many problems in one box (see :func:`show_problems`).
+        names: the visitor's file names in ``context`` (default: the context itself), shown as
+            typed in the box, never as Markdown; ``outcome.message`` stays plain.
 
     Example:
         >>> with user_errors("photo.jpg") as outcome:  # doctest: +SKIP
@@ -179,10 +194,12 @@ def user_errors(context: str = "", *, collect: list[str] | None = None) -> Itera
         if advice and not text.endswith((".", "!", "?")):
             text += "."  # the advice is a sentence of its own
         outcome.message = text + (f" {advice}" if advice else "")
+        names = (context,) if names is None else names
         if collect is None:
-            show_error(error, context)
+            show_error(error, context, names)
         else:
-            collect.append(f"**{context}**: {outcome.message}")
+            shown = plain_names_in(outcome.message, names)
+            collect.append(f"**{plain_names_in(context, names)}**: {shown}")
 
 
 def show_problems(problems: list[str], title: str) -> None:

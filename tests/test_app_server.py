@@ -40,8 +40,10 @@ def _typed(ref: str) -> AppTest:
 
 
 def _message(at: AppTest, ref: str) -> str:
+    from app_support.guard import plain_name
+
     (error,) = [e.value for e in at.error]
-    prefix = f"**Model {ref}**: "
+    prefix = f"**Model {plain_name(ref)}**: "  # a typed reference shows as typed, not Markdown
     assert error.startswith(prefix), error
     return error[len(prefix) :]
 

@@ -247,3 +247,19 @@ def test_the_evaluation_downloads_name_what_the_means_leave_out():
     assert [row["image"] for row in table] == ["a.jpg", "b.jpg"]
     assert table[0]["skipped"] == "" and table[1]["dice"] == ""
     assert table[1]["skipped"] == "Cannot read b.png: empty."
+
+
+def test_file_names_are_escaped_for_markdown_only_where_markdown_would_act():
+    from app_support.guard import plain_name, plain_names_in
+
+    # Inside a word an underscore cannot open emphasis: ISIC names stay as they are.
+    assert plain_name("ISIC_0001769_segmentation.png") == "ISIC_0001769_segmentation.png"
+    assert plain_name("_draft_ *a* `b` [c](d) ~e~ $f$ <g> #h|i!.jpg") == (
+        r"\_draft\_ \*a\* \`b\` \[c\](d) \~e\~ \$f\$ \<g\> \#h\|i\!.jpg"
+    )
+    # Every occurrence, the longer of two overlapping names whole; other text untouched.
+    message = "Cannot read *a*.jpg.png (*a*.jpg): not an image"
+    assert plain_names_in(message, ["*a*.jpg", "*a*.jpg.png"]) == (
+        r"Cannot read \*a\*.jpg.png (\*a\*.jpg): not an image"
+    )
+    assert plain_names_in("`x` must be in [0, 1]", []) == "`x` must be in [0, 1]"

@@ -490,6 +490,36 @@ def _serve_a_photo_and_a_slide(browser, shared_data, command, cwd, env, port, tm
 # --- Issue 15, section 2: what a new user hit in the app, at 1400x1000 --------------------------
 
 
+def test_file_names_show_as_typed_not_as_markdown(page, app_url, shared_data, tmp_path):
+    """Streamlit renders messages as Markdown: a file named like Markdown must show as its
+    name, not as emphasis, a link, struck-through text or math (Predict's error box, Evaluate's
+    list of images without a mask)."""
+    name = "*ink* [x](y) ~~s~~ $1$ _v_.jpg"
+    broken = tmp_path / "broken" / name
+    broken.parent.mkdir()
+    broken.write_bytes(b"\xff\xd8 not really a JPEG")
+    page.goto(f"{app_url}/predict?model=unet-isic2017")
+    page.get_by_role("heading", name="Predict", level=1).wait_for()
+    _idle(page)
+    _upload(page, broken)
+    alert = page.locator('[data-testid="stAlert"]').filter(has_text="Cannot read")
+    alert.wait_for()
+    assert alert.inner_text().count(name) == 2  # the bold context and the library's message
+    assert alert.locator("a, em, del, .katex, code").count() == 0
+
+    page.goto(f"{app_url}/evaluate?model=unet-isic2017")
+    page.get_by_role("heading", name="Evaluate", level=1).wait_for()
+    _idle(page)
+    photo = tmp_path / "photo" / name
+    photo.parent.mkdir()
+    photo.write_bytes((shared_data / "isic2017" / "valid" / "images" / f"{STEM}.jpg").read_bytes())
+    _upload(page, photo)
+    warning = page.locator('[data-testid="stAlert"]').filter(has_text="Images without a mask")
+    warning.wait_for()
+    assert f"Images without a mask: {name}" in warning.inner_text()
+    assert warning.locator("a, em, del, .katex").count() == 0
+
+
 def _slide(shared_data) -> Path:
     return sorted((shared_data / "bloodcell" / "test" / "images").iterdir())[0]
 
