@@ -269,7 +269,7 @@ with view:
     row = rows[names.index(shown)]
     st.image(
         viz.error_map(mask, truth, image=image, max_side=DISPLAY_SIDE),
-        caption=f"{shown}: Dice {row['dice']:.4f}, Jaccard {row['jaccard']:.4f}",
+        caption=f"{plain_name(shown)}: Dice {row['dice']:.4f}, Jaccard {row['jaccard']:.4f}",
         width="stretch",
     )
     error_legend()

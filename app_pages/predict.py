@@ -18,6 +18,7 @@ from app_support import (
     settings_form,
     user_errors,
 )
+from app_support.guard import plain_name
 from app_support.runs import default_settings, mask_key, mask_stats, postprocessed_mask, predict
 from app_support.uploads import decode_image
 from tiledseg import viz
@@ -87,9 +88,8 @@ with view:
         name = item.image.name
         with user_errors(name):
             image = decode_image(store, item.image)
-            prediction = predict(
-                loaded, store, image, item.image.sha256, settings, label=f"Segmenting {name}"
-            )
+            label = f"Segmenting {plain_name(name)}"
+            prediction = predict(loaded, store, image, item.image.sha256, settings, label=label)
             mask = postprocessed_mask(store, prediction, threshold, options)
             stats = mask_stats(mask_key(prediction, threshold, options), mask)
             results.append((name, image, prediction, mask, stats))
@@ -138,10 +138,10 @@ with view:
             picture, grid.rectangles(), reference_shape=(grid.rows.length, grid.cols.length)
         )
     overlay_tab, mask_tab = st.tabs(["Overlay", "Mask"])
-    overlay_tab.image(picture, caption=f"Overlay · {name}", width="stretch")
+    overlay_tab.image(picture, caption=f"Overlay · {plain_name(name)}", width="stretch")
     mask_tab.image(
         viz.preview(mask, DISPLAY_SIDE).astype("uint8") * 255,
-        caption=f"Mask · {name}",
+        caption=f"Mask · {plain_name(name)}",
         width="stretch",
     )
     if max(image.shape[:2]) > DISPLAY_SIDE:

@@ -506,13 +506,15 @@ def test_file_names_show_as_typed_not_as_markdown(page, app_url, shared_data, tm
     alert.wait_for()
     assert alert.inner_text().count(name) == 2  # the bold context and the library's message
     assert alert.locator("a, em, del, .katex, code").count() == 0
+    photo = tmp_path / "photo" / name
+    photo.parent.mkdir()
+    photo.write_bytes((shared_data / "isic2017" / "valid" / "images" / f"{STEM}.jpg").read_bytes())
+    _upload(page, photo)  # and a real photo of that name: its captions
+    page.get_by_text(f"Overlay · {name}", exact=True).wait_for(timeout=60_000)
 
     page.goto(f"{app_url}/evaluate?model=unet-isic2017")
     page.get_by_role("heading", name="Evaluate", level=1).wait_for()
     _idle(page)
-    photo = tmp_path / "photo" / name
-    photo.parent.mkdir()
-    photo.write_bytes((shared_data / "isic2017" / "valid" / "images" / f"{STEM}.jpg").read_bytes())
     _upload(page, photo)
     warning = page.locator('[data-testid="stAlert"]').filter(has_text="Images without a mask")
     warning.wait_for()
