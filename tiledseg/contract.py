@@ -24,6 +24,7 @@ from typing import Any
 
 from tiledseg._validation import validate_choice, validate_range
 from tiledseg.errors import MetadataError, MetadataVersionError
+from tiledseg.postprocess import POSTPROCESS_DEFAULTS, validate_postprocess_options
 from tiledseg.precision import PRECISIONS
 from tiledseg.scale import PixelScale
 
@@ -59,15 +60,9 @@ FORMAT_VERSION = "1.3"
 SUPPORTED_MAJOR_VERSIONS = (1,)
 BLEND_MODES = ("gaussian", "hann", "constant", "center")
 TTA_MODES = ("flips",)
-POSTPROCESS_KEYS = (
-    "opening",
-    "closing",
-    "fill_holes",
-    "min_size",
-    "edge_visible",
-    "edge_max_size",
-    "keep_largest",
-)
+# The metadata's `postprocess` takes every option of tiledseg.postprocess but the threshold,
+# which is a field of its own.
+POSTPROCESS_KEYS = tuple(POSTPROCESS_DEFAULTS)
 _VERSION_PATTERN = re.compile(r"^(\d+)\.(\d+)$")
 _DEFAULT_CLASSES = ({"name": "foreground", "color": [255, 64, 64]},)
 
@@ -332,8 +327,6 @@ def _require_type(value: Any, kind: type, name: str) -> None:
 
 
 def _check_postprocess(postprocess: Any, format_version: Any) -> None:
-    from tiledseg.postprocess import validate_postprocess_options
-
     _require_type(postprocess, dict, "postprocess")
     unknown = sorted(set(postprocess) - set(POSTPROCESS_KEYS))
     if unknown:

@@ -47,16 +47,6 @@ __all__ = [
     "validate_postprocess_options",
 ]
 
-POSTPROCESS_KEYS = (
-    "threshold",
-    "opening",
-    "closing",
-    "fill_holes",
-    "min_size",
-    "edge_visible",
-    "edge_max_size",
-    "keep_largest",
-)
 # Opening and closing kernels wider than this are refused: the cost grows with the kernel's area
 # at full resolution, and a kernel of 10^9 px would be allocated before any pixel is touched.
 MAX_KERNEL_PX = 255
@@ -72,6 +62,9 @@ POSTPROCESS_DEFAULTS: Mapping[str, Any] = MappingProxyType(
         "keep_largest": False,
     }
 )
+# postprocess()'s keyword options, in its order; the metadata's `postprocess` takes all but the
+# threshold (tiledseg.contract.POSTPROCESS_KEYS).
+POSTPROCESS_KEYS = ("threshold", *POSTPROCESS_DEFAULTS)
 # A disk of radius 1 cut by a straight line, the visible segment's height running over (0, 2]:
 # its chord over the square root of its area falls from +inf to 0 as the visible share rises from
 # 0 to 1, so the share is read off this table (reversed for np.interp's increasing x).
@@ -280,15 +273,12 @@ def postprocess(
             f"Received: dtype {array.dtype}"
         )
     if array.ndim == 3 and array.shape[2] > 1 and array.dtype != bool:
-        options = dict(opening=opening, closing=closing, fill_holes=fill_holes)
-        options.update(min_size=min_size, keep_largest=keep_largest)
-        options.update(edge_visible=edge_visible, edge_max_size=edge_max_size)
         changed = {k: v for k, v in options.items() if v != POSTPROCESS_DEFAULTS[k]}
         if changed or array.shape[2] > 256:
             raise ValueError(
                 "Multi-class probabilities (H, W, C) give an argmax label map with at most 256 "
-                "classes; opening, closing, fill_holes, min_size and keep_largest apply to binary "
-                f"masks only. Received: shape={array.shape}, options={changed}"
+                f"classes; {', '.join(POSTPROCESS_DEFAULTS)} apply to binary masks only. "
+                f"Received: shape={array.shape}, options={changed}"
             )
         return np.argmax(array, axis=2).astype(np.uint8)
     if array.ndim == 3 and array.shape[2] == 1:

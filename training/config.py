@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from tiledseg._validation import validate_choice, validate_range
-from tiledseg.postprocess import POSTPROCESS_KEYS
+from tiledseg.contract import POSTPROCESS_KEYS
 from tiledseg.precision import PRECISIONS
 from tiledseg.tiling import BLEND_MODES
 from training.augment import AUGMENT_DEFAULTS
@@ -339,7 +339,7 @@ def check_inference_config(config: dict[str, Any]) -> None:
         validate_range(overlap, "inference.overlap", low=0.0, high=1.0, high_inclusive=False)
     for threshold in inference["threshold"]:
         validate_range(threshold, "inference.threshold", low=0.0, high=1.0)
-    allowed = [key for key in POSTPROCESS_KEYS if key != "threshold"]
+    allowed = list(POSTPROCESS_KEYS)  # the metadata's; the threshold has its own list
     for options in inference["postprocess"]:
         for key in options:
             validate_choice(key, allowed, "inference.postprocess key")
